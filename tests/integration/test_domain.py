@@ -1,0 +1,90 @@
+"""The domain model and its services on a real database (SQLite and PostgreSQL)."""
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+
+from ticketing.errors import Invalid
+from ticketing.models import Channel, Customer, EntryKind, Status, Ticket
+from ticketing.services import conversation, customers
+
+NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
+
+
+def _ticket(db_session, email="ann@example.com", subject="Help", at=NOW):
+    customer = customers.find_or_create(db_session, email=email, name="Ann")
+    ticket = conversation.open_ticket(
+        db_session, customer=customer, subject=subject, channel=Channel.EMAIL, now=at
+    )
+    conversation.add_customer_message(
+        ticket, author=customer, kind=EntryKind.CUSTOMER_EMAIL, body_text="It broke.", now=at
+    )
+    return ticket
+
+
+def test_customer_email_is_unique_case_insensitively(db_session):
+    first = customers.find_or_create(db_session, email="Ann@Example.COM", name="Ann")
+    second = customers.find_or_create(db_session, email=" ann@example.com ")
+    db_session.commit()
+    assert first.id == second.id
+    assert db_session.scalar(sa.select(sa.func.count(Customer.id))) == 1
+    assert first.email == "ann@example.com"
+
+
+def test_ticket_numbers_are_sequential_and_human(db_session):
+    numbers = [_ticket(db_session, subject=f"t{i}").number for i in range(3)]
+    assert numbers == [1001, 1002, 1003]
+
+
+def test_datetimes_come_back_timezone_aware_utc(db_session):
+    ticket = _ticket(db_session)
+    db_session.commit()
+    db_session.expire_all()
+    loaded = db_session.get(Ticket, ticket.id)
+    assert loaded.created_at == NOW
+    assert loaded.created_at.tzinfo is not None
+
+
+def test_subject_is_one_clean_line(db_session):
+    ticket = _ticket(db_session, subject="Help\r\nBcc: attacker@evil.example\x00")
+    assert ticket.subject == "Help Bcc: attacker@evil.example"
+
+
+def test_reply_sets_first_response_and_pending_then_customer_reopens(db_session, agent):
+    ticket = _ticket(db_session)
+    later = NOW + dt.timedelta(hours=1)
+    conversation.reply(ticket, actor=agent, body_text="Try again now.", now=later)
+    assert ticket.first_response_at == later
+    assert ticket.status == Status.PENDING
+    conversation.add_customer_message(
+        ticket,
+        author=ticket.customer,
+        kind=EntryKind.CUSTOMER_EMAIL,
+        body_text="Still broken.",
+        now=later + dt.timedelta(hours=1),
+    )
+    assert ticket.status == Status.OPEN
+    assert ticket.first_response_at == later  # the first response stays the first
+
+
+def test_solving_records_time_and_an_event(db_session, agent):
+    ticket = _ticket(db_session)
+    conversation.set_status(ticket, Status.SOLVED, actor=agent, now=NOW)
+    kinds = [e.kind for e in db_session.scalars(ticket.entries.select())]
+    assert ticket.solved_at == NOW
+    assert kinds == [EntryKind.CUSTOMER_EMAIL, EntryKind.SYSTEM_EVENT]
+
+
+def test_empty_reply_is_refused(db_session, agent):
+    ticket = _ticket(db_session)
+    with pytest.raises(Invalid):
+        conversation.reply(ticket, actor=agent, body_text="   ", now=NOW)
+
+
+def test_one_message_id_per_ticket(db_session):
+    ticket = _ticket(db_session)
+    kwargs = dict(author=ticket.customer, kind=EntryKind.CUSTOMER_EMAIL, now=NOW)
+    conversation.add_customer_message(ticket, body_text="a", message_id="m1@x", **kwargs)
+    with pytest.raises(sa.exc.IntegrityError):
+        conversation.add_customer_message(ticket, body_text="b", message_id="m1@x", **kwargs)

@@ -1,0 +1,1 @@
+"""Services: module-level verbs that change the domain. They flush; the caller commits."""

@@ -1,0 +1,280 @@
+"""Conversation verbs: open a ticket, add messages, replies, notes and events to its history.
+
+Every public change to a ticket goes through here, so timestamps (updated, first response,
+solved), the status rules and the inbox preview stay consistent wherever the change comes from
+(email, web form, agent UI, notices). Outgoing email is not sent here: the email-out layer
+enqueues it in the same transaction (see `mail`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, object_session
+
+from ticketing.errors import Invalid
+from ticketing.models import (
+    Agent,
+    Attachment,
+    Channel,
+    Customer,
+    Entry,
+    EntryKind,
+    Priority,
+    Status,
+    Ticket,
+)
+from ticketing.models.counters import next_value
+
+FIRST_TICKET_NUMBER = 1001
+MAX_SUBJECT = 250
+MAX_BODY = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class NewAttachment:
+    """An attachment already in the blob store, about to be linked to an entry."""
+
+    sha256: str
+    size: int
+    content_type: str
+    filename: str
+    content_id: str | None = None
+    is_inline: bool = False
+
+
+def clean_subject(subject: str) -> str:
+    """One line, no control characters, bounded: safe to reuse in a header or a page title."""
+    cleaned = "".join(" " if (ord(c) < 32 or ord(c) == 127) else c for c in subject)
+    cleaned = " ".join(cleaned.split())
+    return cleaned[:MAX_SUBJECT] or "(no subject)"
+
+
+def preview_of(text: str) -> str:
+    """The start of a message on one line, quoted lines left out, for the inbox list."""
+    lines = (line.strip() for line in text.splitlines())
+    return " ".join(line for line in lines if line and not line.startswith(">"))[:200]
+
+
+def open_ticket(
+    session: Session,
+    *,
+    customer: Customer,
+    subject: str,
+    channel: Channel,
+    now: dt.datetime,
+    priority: Priority = Priority.NORMAL,
+    mailbox_id: int | None = None,
+) -> Ticket:
+    """Create an empty ticket with the next human number. Add its first message next."""
+    ticket = Ticket(
+        number=next_value(session, "ticket_number", start=FIRST_TICKET_NUMBER),
+        subject=clean_subject(subject),
+        status=Status.NEW,
+        priority=priority,
+        channel=channel,
+        customer=customer,
+        mailbox_id=mailbox_id,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(ticket)
+    session.flush()
+    return ticket
+
+
+def add_customer_message(
+    ticket: Ticket,
+    *,
+    author: Customer,
+    kind: EntryKind,
+    body_text: str,
+    now: dt.datetime,
+    subject: str = "",
+    body_html: str | None = None,
+    message_id: str | None = None,
+    in_reply_to: str | None = None,
+    threaded_by: str = "",
+    attachments: Iterable[NewAttachment] = (),
+    reopen: bool = True,
+) -> Entry:
+    """Record a message from the customer (or a CC'd participant) on the ticket.
+
+    A pending or solved ticket is reopened unless `reopen` is False (auto-replies must not
+    reopen anything). Closed tickets are never reopened here: callers open a new ticket.
+    """
+    if not kind.is_from_customer:
+        raise Invalid("not a customer message kind")
+    entry = _add_entry(
+        ticket,
+        kind=kind,
+        now=now,
+        author_customer=author,
+        subject=subject,
+        body_text=body_text,
+        body_html=body_html,
+        message_id=message_id,
+        in_reply_to=in_reply_to,
+        threaded_by=threaded_by,
+        attachments=attachments,
+    )
+    ticket.preview = preview_of(body_text) or ticket.preview
+    if reopen and ticket.status in (Status.PENDING, Status.SOLVED):
+        ticket.status = Status.OPEN
+        ticket.solved_at = None
+    return entry
+
+
+def reply(
+    ticket: Ticket,
+    *,
+    actor: Agent,
+    body_text: str,
+    now: dt.datetime,
+    body_html: str | None = None,
+    status: Status | None = Status.PENDING,
+    attachments: Iterable[NewAttachment] = (),
+    message_id: str | None = None,
+) -> Entry:
+    """An agent's public reply. Sets first response time and, by default, status pending.
+
+    Enqueues nothing itself; the email-out layer turns the returned entry into an outbox row
+    in the same transaction.
+    """
+    _require_text(body_text)
+    entry = _add_entry(
+        ticket,
+        kind=EntryKind.AGENT_REPLY,
+        now=now,
+        author_agent=actor,
+        subject=ticket.subject,
+        body_text=body_text,
+        body_html=body_html,
+        message_id=message_id,
+        attachments=attachments,
+    )
+    if ticket.first_response_at is None:
+        ticket.first_response_at = now
+    ticket.preview = preview_of(body_text) or ticket.preview
+    if status is not None:
+        set_status(ticket, status, actor=actor, now=now, record=status != Status.PENDING)
+    return entry
+
+
+def add_note(
+    ticket: Ticket,
+    *,
+    actor: Agent,
+    body_text: str,
+    now: dt.datetime,
+    attachments: Iterable[NewAttachment] = (),
+) -> Entry:
+    """An internal note: visible to agents only, never emailed to the customer."""
+    _require_text(body_text)
+    return _add_entry(
+        ticket,
+        kind=EntryKind.INTERNAL_NOTE,
+        now=now,
+        author_agent=actor,
+        body_text=body_text,
+        attachments=attachments,
+    )
+
+
+def record_event(
+    ticket: Ticket, *, text: str, now: dt.datetime, actor: Agent | None = None
+) -> Entry:
+    """A system event line in the history ("Assigned to Dana", "Status: solved")."""
+    return _add_entry(
+        ticket, kind=EntryKind.SYSTEM_EVENT, now=now, author_agent=actor, body_text=text
+    )
+
+
+def set_status(
+    ticket: Ticket, status: Status, *, actor: Agent | None, now: dt.datetime, record: bool = True
+) -> Ticket:
+    """Change the status, keeping solved/closed times right, and note it in the history."""
+    if ticket.status == status:
+        return ticket
+    ticket.status = status
+    ticket.updated_at = now
+    if status == Status.SOLVED:
+        ticket.solved_at = now
+    elif status == Status.CLOSED:
+        ticket.closed_at = now
+        ticket.solved_at = ticket.solved_at or now
+    else:
+        ticket.solved_at = None
+        ticket.closed_at = None
+    if record:
+        who = f" by {actor.name}" if actor else ""
+        record_event(ticket, text=f"Status changed to {status.value}{who}", now=now, actor=actor)
+    return ticket
+
+
+def assign(ticket: Ticket, assignee: Agent | None, *, actor: Agent, now: dt.datetime) -> Ticket:
+    """Assign the ticket (None unassigns) and note it in the history."""
+    if ticket.assignee_id == (assignee.id if assignee else None):
+        return ticket
+    ticket.assignee = assignee
+    ticket.updated_at = now
+    text = f"Assigned to {assignee.name}" if assignee else "Unassigned"
+    record_event(ticket, text=text, now=now, actor=actor)
+    return ticket
+
+
+def _require_text(body_text: str) -> None:
+    if not body_text.strip():
+        raise Invalid("Write a message first.")
+    if len(body_text) > MAX_BODY:
+        raise Invalid("That message is too long.")
+
+
+def _add_entry(
+    ticket: Ticket,
+    *,
+    kind: EntryKind,
+    now: dt.datetime,
+    body_text: str,
+    author_agent: Agent | None = None,
+    author_customer: Customer | None = None,
+    subject: str = "",
+    body_html: str | None = None,
+    message_id: str | None = None,
+    in_reply_to: str | None = None,
+    threaded_by: str = "",
+    attachments: Iterable[NewAttachment] = (),
+) -> Entry:
+    session = object_session(ticket)
+    assert session is not None, "ticket must be in a session"
+    entry = Entry(
+        ticket=ticket,
+        kind=kind,
+        author_agent=author_agent,
+        author_customer=author_customer,
+        subject=clean_subject(subject) if subject else "",
+        body_text=body_text,
+        body_html=body_html,
+        message_id=message_id,
+        in_reply_to=in_reply_to,
+        threaded_by=threaded_by[:300],
+        created_at=now,
+    )
+    for a in attachments:
+        entry.attachments.append(
+            Attachment(
+                sha256=a.sha256,
+                size=a.size,
+                content_type=a.content_type[:255],
+                filename=a.filename[:255],
+                content_id=a.content_id,
+                is_inline=a.is_inline,
+            )
+        )
+    session.add(entry)
+    if kind != EntryKind.SYSTEM_EVENT:
+        ticket.updated_at = now
+    session.flush()
+    return entry

@@ -1,0 +1,62 @@
+"""The web layer and composition root: config, database session, CLI, jobs and blueprints.
+
+`create_app` does no I/O beyond reading configuration: no migrations, no network, no
+scheduler. `wsgi.py` builds the app; `flask --app wsgi serve` also starts the scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from ticketing.storage import BlobStore
+from web.config import load_config
+from web.extensions import configure_sqlite, csrf, db, login_manager, migrate
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build a Handoff app. `config` overrides the environment (tests pass their own)."""
+    app = Flask(__name__)
+    app.config.update(load_config(config))
+    _configure_logging(app)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=_migrations_dir())
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            configure_sqlite(db.engine)
+    app.extensions["handoff_blobs"] = BlobStore(Path(app.config["HANDOFF_DATA_DIR"]) / "blobs")
+
+    from web import auth, cli, errors, security, templating
+    from web.agent import routes as agent_routes
+
+    security.init_app(app)
+    templating.init_app(app)
+    errors.init_app(app)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(agent_routes.bp)
+    cli.init_app(app)
+
+    @app.get("/healthz")
+    def healthz() -> tuple[dict[str, str], int]:
+        return {"status": "ok"}, 200
+
+    return app
+
+
+def _migrations_dir() -> str:
+    return str(Path(__file__).resolve().parent.parent / "migrations")
+
+
+def _configure_logging(app: Flask) -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    app.logger.setLevel(logging.INFO)

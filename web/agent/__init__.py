@@ -1,0 +1,1 @@
+"""The agent workspace: inbox views, ticket pages, replies and notes."""

@@ -1,0 +1,133 @@
+"""Agent routes: thin — parse input, load through one helper, call one service, commit."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from werkzeug.wrappers import Response
+
+from ticketing.db import utcnow
+from ticketing.errors import Invalid
+from ticketing.models import Agent, Attachment, Status
+from ticketing.services import conversation
+from ticketing.services import inbox as queries
+from web.agent.forms import AssignForm, ComposerForm, StatusForm
+from web.downloads import attachment_response
+from web.extensions import db
+from web.forms import options
+
+bp = Blueprint("agent", __name__)
+
+
+@bp.before_request
+@login_required
+def _require_agent() -> None:
+    """Every route here is for signed-in agents."""
+
+
+def _me() -> Agent:
+    return current_user.agent  # type: ignore[no-any-return]
+
+
+@bp.get("/")
+def home() -> Response:
+    return redirect(url_for("agent.inbox"))
+
+
+@bp.get("/tickets")
+def inbox() -> str:
+    try:
+        view = queries.View(request.args.get("view", queries.View.OPEN.value))
+    except ValueError:
+        view = queries.View.OPEN
+    page = queries.list_tickets(
+        db.session, view=view, agent=_me(), cursor=request.args.get("after") or None
+    )
+    counts = queries.view_counts(db.session, agent=_me())
+    return render_template(
+        "agent/inbox.html", view=view, views=list(queries.View), page=page, counts=counts
+    )
+
+
+@bp.get("/tickets/<int:number>")
+def ticket(number: int) -> str:
+    t = queries.get_ticket(db.session, number)
+    assign_form = AssignForm(prefix="assign")
+    agents = queries.active_agents(db.session)
+    assign_form.assignee.choices = options(
+        [("", "Unassigned")] + [(str(a.id), a.name) for a in agents]
+    )
+    assign_form.assignee.data = str(t.assignee_id or "")
+    status_form = StatusForm(prefix="status", status=t.status.value)
+    return render_template(
+        "agent/ticket.html",
+        ticket=t,
+        entries=queries.history(db.session, t),
+        others=queries.other_tickets(db.session, t),
+        composer=ComposerForm(prefix="composer"),
+        status_form=status_form,
+        assign_form=assign_form,
+    )
+
+
+@bp.post("/tickets/<int:number>/messages")
+def post_message(number: int) -> Response | tuple[str, int]:
+    t = queries.get_ticket(db.session, number)
+    form = ComposerForm(prefix="composer")
+    if not form.validate_on_submit():
+        for errors in form.errors.values():
+            for error in errors:
+                flash(str(error), "error")
+        return redirect(url_for("agent.ticket", number=number))
+    now = utcnow()
+    if form.mode.data == "note":
+        conversation.add_note(t, actor=_me(), body_text=form.body.data, now=now)
+        flash("Note added.", "info")
+    else:
+        conversation.reply(
+            t, actor=_me(), body_text=form.body.data, now=now, status=Status(form.status.data)
+        )
+        flash("Reply sent.", "info")
+    db.session.commit()
+    return redirect(url_for("agent.ticket", number=number, _anchor="latest"))
+
+
+@bp.post("/tickets/<int:number>/status")
+def change_status(number: int) -> Response:
+    t = queries.get_ticket(db.session, number)
+    form = StatusForm(prefix="status")
+    if not form.validate_on_submit():
+        raise Invalid("Choose a valid status.")
+    conversation.set_status(t, Status(form.status.data), actor=_me(), now=utcnow())
+    db.session.commit()
+    flash(f"Status set to {form.status.data}.", "info")
+    return redirect(url_for("agent.ticket", number=number))
+
+
+@bp.post("/tickets/<int:number>/assignee")
+def change_assignee(number: int) -> Response:
+    t = queries.get_ticket(db.session, number)
+    form = AssignForm(prefix="assign")
+    agents = {str(a.id): a for a in queries.active_agents(db.session)}
+    form.assignee.choices = options([("", "Unassigned")] + [(k, a.name) for k, a in agents.items()])
+    if not form.validate_on_submit():
+        raise Invalid("Choose an agent.")
+    assignee = agents.get(form.assignee.data or "")
+    conversation.assign(t, assignee, actor=_me(), now=utcnow())
+    db.session.commit()
+    flash(f"Assigned to {assignee.name}." if assignee else "Unassigned.", "info")
+    return redirect(url_for("agent.ticket", number=number))
+
+
+@bp.get("/attachments/<int:attachment_id>/<path:filename>")
+def attachment(attachment_id: int, filename: str) -> Response:
+    """Download an attachment: always as a download, never rendered or sniffed."""
+    att = db.session.get(Attachment, attachment_id)
+    if att is None:
+        abort(404)
+    blobs = current_app.extensions["handoff_blobs"]
+    try:
+        data = blobs.get(att.sha256)
+    except FileNotFoundError:
+        abort(404)
+    return attachment_response(data, filename=att.filename, content_type=att.content_type)

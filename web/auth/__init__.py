@@ -1,0 +1,5 @@
+"""Agent sign-in and sign-out."""
+
+from web.auth.routes import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,114 @@
+"""Configuration: defaults, then the environment, then an explicit mapping (tests), then checks.
+
+Nothing is read at import time; `load_config()` is called by `create_app`. The only file it
+touches is the generated secret key in the data dir, for the embedded default.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULTS: dict[str, Any] = {
+    "HANDOFF_DATA_DIR": "instance",
+    "HANDOFF_BASE_URL": "http://127.0.0.1:5000",
+    "HANDOFF_SMTP_URL": "",
+    "HANDOFF_RUN_SCHEDULER": False,
+    "HANDOFF_POLL_INTERVAL": 60,
+    "HANDOFF_HOUSEKEEPING_INTERVAL": 3600,
+    "HANDOFF_LOG_FORMAT": "text",
+    "MAX_CONTENT_LENGTH": 26 * 1024 * 1024,  # 25 MB of attachments plus form fields
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "REMEMBER_COOKIE_HTTPONLY": True,
+    "REMEMBER_COOKIE_SAMESITE": "Lax",
+    "PERMANENT_SESSION_LIFETIME": 12 * 3600,
+    "WTF_CSRF_TIME_LIMIT": None,  # tied to the session instead of a clock
+    "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+}
+
+# Environment variables read, with the type they are parsed into.
+ENVIRONMENT: dict[str, type] = {
+    "SECRET_KEY": str,
+    "DATABASE_URL": str,
+    "HANDOFF_DATA_DIR": str,
+    "HANDOFF_BASE_URL": str,
+    "HANDOFF_SMTP_URL": str,
+    "HANDOFF_RUN_SCHEDULER": bool,
+    "HANDOFF_POLL_INTERVAL": int,
+    "HANDOFF_LOG_FORMAT": str,
+}
+
+
+class ConfigError(ValueError):
+    """The configuration cannot work; the message says which setting and why."""
+
+
+def _parse_bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def database_uri(url: str) -> str:
+    """Map a user-facing DATABASE_URL to a SQLAlchemy URI (psycopg 3 for PostgreSQL)."""
+    scheme, _, rest = url.partition("://")
+    if not rest:
+        raise ConfigError(f"DATABASE_URL is not a URL: {url!r}")
+    if scheme in ("postgres", "postgresql"):
+        return f"postgresql+psycopg://{rest}"
+    if scheme.startswith("postgresql+") or scheme.startswith("sqlite"):
+        return url
+    raise ConfigError("DATABASE_URL must be a postgresql:// or sqlite:// URL")
+
+
+def load_config(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The app's configuration as a dict; raises ConfigError for settings that cannot work."""
+    environ = os.environ if environ is None else environ
+    config: dict[str, Any] = dict(DEFAULTS)
+    for name, kind in ENVIRONMENT.items():
+        if name in environ and environ[name] != "":
+            raw = environ[name]
+            try:
+                config[name] = _parse_bool(raw) if kind is bool else kind(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{name} must be a {kind.__name__}") from exc
+    config.update(overrides or {})
+
+    data_dir = Path(config["HANDOFF_DATA_DIR"]).resolve()
+    config["HANDOFF_DATA_DIR"] = str(data_dir)
+    url = config.pop("DATABASE_URL", None)
+    if not config.get("SQLALCHEMY_DATABASE_URI"):
+        config["SQLALCHEMY_DATABASE_URI"] = (
+            database_uri(url) if url else f"sqlite:///{data_dir / 'handoff.db'}"
+        )
+    if not config.get("SECRET_KEY"):
+        config["SECRET_KEY"] = _stored_secret_key(data_dir)
+
+    base = urlsplit(config["HANDOFF_BASE_URL"])
+    if base.scheme not in ("http", "https") or not base.netloc:
+        raise ConfigError("HANDOFF_BASE_URL must be an absolute http(s) URL")
+    config["HANDOFF_BASE_URL"] = config["HANDOFF_BASE_URL"].rstrip("/")
+    secure = base.scheme == "https"
+    config.setdefault("SESSION_COOKIE_SECURE", secure)
+    config.setdefault("REMEMBER_COOKIE_SECURE", secure)
+    if len(config["SECRET_KEY"]) < 32 and not (config.get("TESTING") or config.get("DEBUG")):
+        raise ConfigError("SECRET_KEY must be at least 32 characters")
+    return config
+
+
+def _stored_secret_key(data_dir: Path) -> str:
+    """The embedded default's key: generated once, kept in the data dir, readable by us only."""
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
