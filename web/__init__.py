@@ -34,6 +34,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["handoff_blobs"] = BlobStore(Path(app.config["HANDOFF_DATA_DIR"]) / "blobs")
 
     from web import auth, cli, errors, security, templating
+    from web.admin import routes as admin_routes
     from web.agent import routes as agent_routes
 
     security.init_app(app)
@@ -41,6 +42,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(agent_routes.bp)
+    app.register_blueprint(admin_routes.bp)
     cli.init_app(app)
 
     @app.get("/healthz")

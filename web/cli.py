@@ -125,5 +125,10 @@ def serve(host: str, port: int, threads: int) -> None:
 
 
 def init_app(app: Flask) -> None:
-    for command in (agents_cli, tickets_cli, demo_cli, serve):
+    from web.cli_mailboxes import mailboxes_cli
+
+    for command in (agents_cli, tickets_cli, demo_cli, mailboxes_cli, serve):
         app.cli.add_command(command)
+    from web.cli_mail import mail_cli
+
+    app.cli.add_command(mail_cli)

@@ -37,7 +37,15 @@ def _expire_lockouts(app: Flask) -> None:
     )
 
 
+def _poll_mail(app: Flask) -> None:
+    """Poll every active mailbox that is due (failing ones back off exponentially)."""
+    from web.mail_runtime import poll_mailboxes
+
+    poll_mailboxes(app)
+
+
 JOBS: list[JobDefinition] = [
+    JobDefinition("mail-poll", _poll_mail, "HANDOFF_POLL_INTERVAL"),
     JobDefinition("housekeeping", _expire_lockouts, "HANDOFF_HOUSEKEEPING_INTERVAL"),
 ]
 

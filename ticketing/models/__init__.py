@@ -2,12 +2,14 @@
 
 from ticketing.models.attachments import Attachment
 from ticketing.models.counters import Counter
+from ticketing.models.inbound import Receipt, ReceiptStatus
 from ticketing.models.mailboxes import Mailbox, MailboxSecurity
 from ticketing.models.people import Agent, AgentRole, Customer
 from ticketing.models.tickets import (
     Channel,
     Entry,
     EntryKind,
+    Participant,
     Priority,
     Status,
     Ticket,
@@ -24,7 +26,10 @@ __all__ = [
     "EntryKind",
     "Mailbox",
     "MailboxSecurity",
+    "Participant",
     "Priority",
+    "Receipt",
+    "ReceiptStatus",
     "Status",
     "Ticket",
 ]

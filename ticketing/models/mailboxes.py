@@ -46,6 +46,8 @@ class Mailbox(Base):
     last_uid: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     last_polled_at: Mapped[dt.datetime | None]
     last_error: Mapped[str | None] = mapped_column(sa.Text)
+    # Consecutive failed polls; the poller backs off exponentially while it grows.
+    poll_failures: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     @validates("address")

@@ -90,6 +90,8 @@ class Ticket(Base):
     first_response_at: Mapped[dt.datetime | None]
     solved_at: Mapped[dt.datetime | None]
     closed_at: Mapped[dt.datetime | None]
+    # A reply to a closed ticket opens a new ticket that points back at the old one.
+    follows_up_id: Mapped[int | None] = mapped_column(sa.ForeignKey("tickets.id"))
 
     customer: Mapped[Customer] = relationship(lazy="joined", innerjoin=True)
     assignee: Mapped[Agent | None] = relationship(lazy="joined")
@@ -100,6 +102,23 @@ class Ticket(Base):
 
     def __repr__(self) -> str:
         return f"<Ticket #{self.number} {self.status}>"
+
+
+class Participant(Base):
+    """Someone besides the ticket's customer who is part of the conversation (a CC'd colleague).
+
+    Participants may thread follow-ups by subject token, like the customer.
+    """
+
+    __tablename__ = "ticket_participants"
+    __table_args__ = (sa.UniqueConstraint("ticket_id", "customer_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(sa.ForeignKey("tickets.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class Entry(Base):
@@ -127,6 +146,13 @@ class Entry(Base):
     message_id: Mapped[str | None] = mapped_column(sa.String(998), index=True)
     in_reply_to: Mapped[str | None] = mapped_column(sa.String(998))
     threaded_by: Mapped[str] = mapped_column(sa.String(300), default="")
+    # Quoted history and signature split off the new part (reversible reply stripping):
+    # body_text + quoted_text hold the whole plain-text body.
+    quoted_text: Mapped[str] = mapped_column(sa.Text, default="")
+    # Markers such as "autoreply", "bounce", "sender_unverified", "message_id_conflict",
+    # "rate_limited", "parts_omitted" (see mail.inbound).
+    flags: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    raw_sha256: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     ticket: Mapped[Ticket] = relationship(back_populates="entries")

@@ -12,6 +12,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session, object_session
 
 from ticketing.errors import Invalid
@@ -22,6 +23,7 @@ from ticketing.models import (
     Customer,
     Entry,
     EntryKind,
+    Participant,
     Priority,
     Status,
     Ticket,
@@ -67,6 +69,7 @@ def open_ticket(
     now: dt.datetime,
     priority: Priority = Priority.NORMAL,
     mailbox_id: int | None = None,
+    follows_up: Ticket | None = None,
 ) -> Ticket:
     """Create an empty ticket with the next human number. Add its first message next."""
     ticket = Ticket(
@@ -77,6 +80,7 @@ def open_ticket(
         channel=channel,
         customer=customer,
         mailbox_id=mailbox_id,
+        follows_up_id=follows_up.id if follows_up else None,
         created_at=now,
         updated_at=now,
     )
@@ -99,6 +103,9 @@ def add_customer_message(
     threaded_by: str = "",
     attachments: Iterable[NewAttachment] = (),
     reopen: bool = True,
+    quoted_text: str = "",
+    flags: Iterable[str] = (),
+    raw_sha256: str | None = None,
 ) -> Entry:
     """Record a message from the customer (or a CC'd participant) on the ticket.
 
@@ -119,6 +126,9 @@ def add_customer_message(
         in_reply_to=in_reply_to,
         threaded_by=threaded_by,
         attachments=attachments,
+        quoted_text=quoted_text,
+        flags=flags,
+        raw_sha256=raw_sha256,
     )
     ticket.preview = preview_of(body_text) or ticket.preview
     if reopen and ticket.status in (Status.PENDING, Status.SOLVED):
@@ -161,6 +171,22 @@ def reply(
     if status is not None:
         set_status(ticket, status, actor=actor, now=now, record=status != Status.PENDING)
     return entry
+
+
+def add_participant(ticket: Ticket, customer: Customer) -> None:
+    """Record `customer` as part of the conversation (a CC'd colleague), once."""
+    if customer.id == ticket.customer_id:
+        return
+    session = object_session(ticket)
+    assert session is not None
+    exists = session.scalar(
+        sa.select(Participant.id).where(
+            Participant.ticket_id == ticket.id, Participant.customer_id == customer.id
+        )
+    )
+    if exists is None:
+        session.add(Participant(ticket_id=ticket.id, customer_id=customer.id))
+        session.flush()
 
 
 def add_note(
@@ -246,6 +272,9 @@ def _add_entry(
     in_reply_to: str | None = None,
     threaded_by: str = "",
     attachments: Iterable[NewAttachment] = (),
+    quoted_text: str = "",
+    flags: Iterable[str] = (),
+    raw_sha256: str | None = None,
 ) -> Entry:
     session = object_session(ticket)
     assert session is not None, "ticket must be in a session"
@@ -260,6 +289,9 @@ def _add_entry(
         message_id=message_id,
         in_reply_to=in_reply_to,
         threaded_by=threaded_by[:300],
+        quoted_text=quoted_text,
+        flags=sorted(set(flags)),
+        raw_sha256=raw_sha256,
         created_at=now,
     )
     for a in attachments:

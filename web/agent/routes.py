@@ -8,7 +8,7 @@ from werkzeug.wrappers import Response
 
 from ticketing.db import utcnow
 from ticketing.errors import Invalid
-from ticketing.models import Agent, Attachment, Status
+from ticketing.models import Agent, Attachment, Entry, Status
 from ticketing.services import conversation
 from ticketing.services import inbox as queries
 from web.agent.forms import AssignForm, ComposerForm, StatusForm
@@ -67,6 +67,7 @@ def ticket(number: int) -> str:
         composer=ComposerForm(prefix="composer"),
         status_form=status_form,
         assign_form=assign_form,
+        flag_labels=FLAG_LABELS,
     )
 
 
@@ -117,6 +118,35 @@ def change_assignee(number: int) -> Response:
     db.session.commit()
     flash(f"Assigned to {assignee.name}." if assignee else "Unassigned.", "info")
     return redirect(url_for("agent.ticket", number=number))
+
+
+FLAG_LABELS = {
+    "autoreply": "Automatic reply",
+    "feedback_report": "Abuse report",
+    "sender_unverified": "Sender unverified",
+    "unusable_sender": "No usable sender",
+    "message_id_conflict": "Reused Message-ID",
+    "rate_limited": "Over the sender rate limit",
+    "parts_omitted": "Parts left out (too large)",
+    "bounce": "Bounce",
+}
+
+
+@bp.get("/entries/<int:entry_id>/raw")
+def raw_entry(entry_id: int) -> Response:
+    """The original email of an entry, exactly as received, as a download."""
+    entry = db.session.get(Entry, entry_id)
+    if entry is None or entry.raw_sha256 is None:
+        abort(404)
+    try:
+        data = current_app.extensions["handoff_blobs"].get(entry.raw_sha256)
+    except FileNotFoundError:
+        abort(404)
+    return attachment_response(
+        data,
+        filename=f"ticket-{entry.ticket.number}-entry-{entry.id}.eml",
+        content_type="message/rfc822",
+    )
 
 
 @bp.get("/attachments/<int:attachment_id>/<path:filename>")

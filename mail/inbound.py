@@ -1,0 +1,475 @@
+"""The inbound pipeline for one message: raw bytes kept -> parse -> classify -> thread -> record.
+
+`process()` turns one delivery (from IMAP or an import) into a ticket entry and its receipt;
+the caller stored the raw bytes first and commits after. `park()` records a message whose
+processing failed, with its error, so it is never dropped and never blocks the others; `retry()`
+re-runs the current pipeline on a parked message from its stored bytes.
+
+Idempotency: the same message — its Message-ID together with a digest of its content (the raw
+bytes minus the trace headers each hop adds) — never yields two entries, wherever it came
+from; a reused Message-ID with different content is stored too, and flagged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import partial
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from mail.html import sanitize_html
+from mail.message import ParsedEmail, SenderStatus
+from mail.parse import parse
+from mail.quotes import split_reply
+from mail.rules import Classification, Kind, classify
+from mail.threader import ThreadDecision, decide, normalize_subject
+from mail.tokens import ticket_from_message_id, verify_loop_token
+from ticketing.models import (
+    Channel,
+    Customer,
+    Entry,
+    EntryKind,
+    Receipt,
+    ReceiptStatus,
+    Ticket,
+)
+from ticketing.services import conversation, customers
+from ticketing.storage import BlobStore
+
+QUARANTINE_ADDRESS = "unknown-sender@handoff.invalid"
+SYNTHETIC_DOMAIN = "synthetic.handoff.invalid"
+
+# Headers each relay adds on the way in: two copies of one message delivered by different
+# routes (or to two of our mailboxes) differ only here.
+_TRACE_HEADERS = {
+    b"return-path",
+    b"received",
+    b"delivered-to",
+    b"x-original-to",
+    b"x-delivered-to",
+    b"envelope-to",
+    b"x-envelope-to",
+    b"x-envelope-from",
+    b"received-spf",
+    b"authentication-results",
+    b"arc-seal",
+    b"arc-message-signature",
+    b"arc-authentication-results",
+    b"x-spam-status",
+    b"x-spam-score",
+    b"x-spam-flag",
+    b"x-virus-scanned",
+}
+_HEADER_START = re.compile(rb"^([!-9;-~]+):")
+
+
+@dataclass(frozen=True, slots=True)
+class InboundSettings:
+    """What the pipeline needs from the configuration; built by the web layer."""
+
+    secret_key: str
+    own_addresses: frozenset[str] = frozenset()
+    max_message_bytes: int = 25 * 1024 * 1024
+    new_ticket_limit: int = 20  # new tickets per sender per window before entries are marked
+    new_ticket_window: dt.timedelta = dt.timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message to process, with where it came from."""
+
+    raw: bytes
+    source: str = "imap"  # imap | import | retry
+    mailbox_id: int | None = None
+    uidvalidity: int | None = None
+    uid: int | None = None
+    size: int | None = None  # the server's RFC822.SIZE; len(raw) when None
+    is_truncated: bool = False  # only the header was downloaded (over the size limit)
+
+
+def content_digest(raw: bytes) -> str:
+    """sha256 of the message without its leading trace headers and with normalised line ends."""
+    head, sep, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
+    kept: list[bytes] = []
+    skipping = False
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t"):
+            if not skipping:
+                kept.append(line)
+            continue
+        match = _HEADER_START.match(line)
+        skipping = bool(match) and match.group(1).lower() in _TRACE_HEADERS  # type: ignore[union-attr]
+        if not skipping:
+            kept.append(line)
+    return hashlib.sha256(b"\n".join(kept) + sep + body).hexdigest()
+
+
+def synthetic_message_id(digest: str) -> str:
+    """A deterministic id for a message that has none, derived from its content."""
+    return f"{digest[:40]}@{SYNTHETIC_DOMAIN}"
+
+
+def process(
+    session: Session,
+    delivery: Delivery,
+    *,
+    raw_sha256: str,
+    settings: InboundSettings,
+    blobs: BlobStore,
+    now: dt.datetime,
+    receipt: Receipt | None = None,
+) -> Receipt:
+    """Record one message; returns its receipt (new, or `receipt` updated on a retry).
+
+    Raises on a processing failure; the caller rolls back and calls `park()`.
+    Enqueues nothing: acknowledgements are the email-out layer's decision, made from the
+    receipt's disposition and the entry's flags.
+    """
+    size = delivery.size if delivery.size is not None else len(delivery.raw)
+    msg = parse(delivery.raw, max_part_bytes=settings.max_message_bytes)
+    digest = content_digest(delivery.raw)
+    message_id = (msg.message_id or synthetic_message_id(digest))[:998]
+    receipt = receipt or Receipt(
+        mailbox_id=delivery.mailbox_id,
+        uidvalidity=delivery.uidvalidity,
+        uid=delivery.uid,
+        source=delivery.source,
+    )
+    receipt.raw_sha256 = raw_sha256
+    receipt.size = size
+    receipt.is_truncated = delivery.is_truncated
+    receipt.message_id = message_id
+    receipt.content_sha256 = digest
+    receipt.sender = msg.sender.email[:320] if msg.sender else None
+    receipt.subject = msg.subject[:998]
+    receipt.error = None
+    receipt.processed_at = now
+    session.add(receipt)
+
+    with session.no_autoflush:  # the receipt is not complete yet
+        earlier = _earlier_receipts(session, message_id, exclude=receipt)
+    same = next((r for r in earlier if r.content_sha256 == digest), None)
+    if same is not None:
+        receipt.status = ReceiptStatus.DUPLICATE
+        receipt.disposition = same.disposition
+        receipt.ticket_id, receipt.entry_id = same.ticket_id, same.entry_id
+        session.flush()
+        return receipt
+
+    result = classify(
+        msg,
+        own_addresses=settings.own_addresses,
+        verify_loop_token=partial(verify_loop_token, secret_key=settings.secret_key),
+        raw=delivery.raw,
+    )
+    receipt.disposition = result.kind.value
+    if result.kind == Kind.LOOP:
+        receipt.status = ReceiptStatus.LOOP
+        session.flush()
+        return receipt
+
+    receipt.status = ReceiptStatus.PROCESSED
+    if result.kind in (Kind.BOUNCE, Kind.DELIVERY_NOTICE):
+        _record_bounce(session, msg, result, receipt, settings=settings, now=now)
+        session.flush()
+        return receipt
+
+    entry = _record_message(
+        session,
+        msg,
+        result,
+        delivery,
+        settings=settings,
+        blobs=blobs,
+        now=now,
+        raw_sha256=raw_sha256,
+        entry_message_id=message_id if not earlier else _conflict_id(digest),
+        is_conflict=bool(earlier),
+        size=size,
+    )
+    receipt.ticket_id, receipt.entry_id = entry.ticket_id, entry.id
+    session.flush()
+    return receipt
+
+
+def park(
+    session: Session,
+    delivery: Delivery,
+    *,
+    raw_sha256: str,
+    error: str,
+    now: dt.datetime,
+    receipt: Receipt | None = None,
+) -> Receipt:
+    """Record a message whose processing failed: raw bytes kept, error shown, retry possible."""
+    if receipt is None:
+        receipt = Receipt(
+            mailbox_id=delivery.mailbox_id,
+            uidvalidity=delivery.uidvalidity,
+            uid=delivery.uid,
+            source=delivery.source,
+            attempts=1,
+        )
+        session.add(receipt)
+    else:
+        receipt.attempts += 1
+    digest = content_digest(delivery.raw)
+    receipt.raw_sha256 = raw_sha256
+    receipt.content_sha256 = digest
+    receipt.size = delivery.size if delivery.size is not None else len(delivery.raw)
+    receipt.is_truncated = delivery.is_truncated
+    receipt.message_id = receipt.message_id or synthetic_message_id(digest)
+    receipt.status = ReceiptStatus.PARKED
+    receipt.error = error[:2000]
+    receipt.processed_at = now
+    session.flush()
+    return receipt
+
+
+def retry(
+    session: Session,
+    receipt: Receipt,
+    *,
+    settings: InboundSettings,
+    blobs: BlobStore,
+    now: dt.datetime,
+) -> Receipt:
+    """Re-run the current pipeline on a parked message from its stored raw bytes."""
+    raw = blobs.get(receipt.raw_sha256)
+    delivery = Delivery(
+        raw=raw,
+        source=receipt.source,
+        mailbox_id=receipt.mailbox_id,
+        uidvalidity=receipt.uidvalidity,
+        uid=receipt.uid,
+        size=receipt.size,
+        is_truncated=receipt.is_truncated,
+    )
+    receipt.attempts += 1
+    return process(
+        session,
+        delivery,
+        raw_sha256=receipt.raw_sha256,
+        settings=settings,
+        blobs=blobs,
+        now=now,
+        receipt=receipt,
+    )
+
+
+def _conflict_id(digest: str) -> str:
+    return f"{digest[:40]}.conflict@{SYNTHETIC_DOMAIN}"
+
+
+def _earlier_receipts(session: Session, message_id: str, *, exclude: Receipt) -> list[Receipt]:
+    stmt = sa.select(Receipt).where(
+        Receipt.message_id == message_id,
+        Receipt.status.in_((ReceiptStatus.PROCESSED, ReceiptStatus.LOOP)),
+    )
+    if exclude.id is not None:
+        stmt = stmt.where(Receipt.id != exclude.id)
+    return list(session.scalars(stmt.order_by(Receipt.id)))
+
+
+def _sender(session: Session, msg: ParsedEmail) -> Customer:
+    if msg.sender is None:
+        return customers.find_or_create(session, email=QUARANTINE_ADDRESS, name="Unknown sender")
+    return customers.find_or_create(session, email=msg.sender.email, name=msg.sender.name)
+
+
+def _recipients(msg: ParsedEmail) -> tuple[str, ...]:
+    found = [a.email for a in (*msg.to, *msg.cc)]
+    for name in ("delivered-to", "x-original-to", "envelope-to"):
+        found.extend(v.strip().strip("<>") for v in msg.header_all(name))
+    return tuple(dict.fromkeys(found))
+
+
+def _flags(msg: ParsedEmail, result: Classification, *, is_conflict: bool) -> set[str]:
+    flags: set[str] = set()
+    if result.kind in (Kind.AUTOREPLY, Kind.FEEDBACK_REPORT):
+        flags.add("autoreply" if result.kind == Kind.AUTOREPLY else "feedback_report")
+    if msg.sender_status == SenderStatus.UNVERIFIED:
+        flags.add("sender_unverified")
+    if msg.sender_status == SenderStatus.UNUSABLE:
+        flags.add("unusable_sender")
+    if is_conflict:
+        flags.add("message_id_conflict")
+    if any(a.omitted for a in msg.attachments):
+        flags.add("parts_omitted")
+    return flags
+
+
+def _over_rate_limit(
+    session: Session, customer: Customer, *, settings: InboundSettings, now: dt.datetime
+) -> bool:
+    since = now - settings.new_ticket_window
+    recent = session.scalar(
+        sa.select(sa.func.count(Ticket.id)).where(
+            Ticket.customer_id == customer.id,
+            Ticket.channel == Channel.EMAIL,
+            Ticket.created_at >= since,
+        )
+    )
+    return (recent or 0) >= settings.new_ticket_limit
+
+
+def _record_message(
+    session: Session,
+    msg: ParsedEmail,
+    result: Classification,
+    delivery: Delivery,
+    *,
+    settings: InboundSettings,
+    blobs: BlobStore,
+    now: dt.datetime,
+    raw_sha256: str,
+    entry_message_id: str,
+    is_conflict: bool,
+    size: int,
+) -> Entry:
+    sender = _sender(session, msg)
+    usable = msg.sender is not None
+    decision: ThreadDecision = decide(
+        session,
+        msg,
+        sender=sender if usable else None,
+        secret_key=settings.secret_key,
+        recipients=_recipients(msg),
+    )
+    flags = _flags(msg, result, is_conflict=is_conflict)
+    automatic = result.kind != Kind.NORMAL
+    ticket = decision.ticket
+    if ticket is None:
+        if usable and _over_rate_limit(session, sender, settings=settings, now=now):
+            flags.add("rate_limited")
+        ticket = conversation.open_ticket(
+            session,
+            customer=sender,
+            subject=normalize_subject(msg.subject) or "(no subject)",
+            channel=Channel.EMAIL,
+            mailbox_id=delivery.mailbox_id,
+            follows_up=decision.follows_up,
+            now=now,
+        )
+        if msg.sender_status == SenderStatus.OK:
+            for address in (*msg.to, *msg.cc):
+                if address.email not in settings.own_addresses and address.email != sender.email:
+                    colleague = customers.find_or_create(
+                        session, email=address.email, name=address.name
+                    )
+                    conversation.add_participant(ticket, colleague)
+    elif decision.sender_joins and usable:
+        conversation.add_participant(ticket, sender)
+    if ticket.id is not None and _has_message(session, ticket, entry_message_id):
+        entry_message_id = _conflict_id(raw_sha256)
+        flags.add("message_id_conflict")
+
+    split = split_reply(msg.text, html=msg.html)
+    attachments = [
+        conversation.NewAttachment(
+            sha256=blobs.put(a.data),
+            size=a.size,
+            content_type=a.content_type,
+            filename=a.filename,
+            content_id=a.content_id,
+            is_inline=a.is_inline,
+        )
+        for a in msg.attachments
+        if not a.omitted
+    ]
+    entry = conversation.add_customer_message(
+        ticket,
+        author=sender,
+        kind=EntryKind.CUSTOMER_EMAIL,
+        subject=msg.subject,
+        body_text=split.visible,
+        quoted_text=split.trimmed,
+        body_html=sanitize_html(msg.html) if msg.html else None,
+        message_id=entry_message_id,
+        in_reply_to=msg.in_reply_to,
+        threaded_by=decision.reason,
+        attachments=attachments,
+        reopen=not automatic,
+        flags=flags,
+        raw_sha256=raw_sha256,
+        now=now,
+    )
+    if delivery.is_truncated or "parts_omitted" in flags:
+        conversation.record_event(
+            ticket, text=_omission_note(msg, delivery, size, settings), now=now
+        )
+    return entry
+
+
+def _has_message(session: Session, ticket: Ticket, message_id: str) -> bool:
+    return (
+        session.scalar(
+            sa.select(Entry.id).where(Entry.ticket_id == ticket.id, Entry.message_id == message_id)
+        )
+        is not None
+    )
+
+
+def _human_size(size: float) -> str:
+    for unit in ("bytes", "KB", "MB"):
+        if size < 1024 or unit == "MB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"  # pragma: no cover - unreachable
+
+
+def _omission_note(
+    msg: ParsedEmail, delivery: Delivery, size: int, settings: InboundSettings
+) -> str:
+    limit = _human_size(settings.max_message_bytes)
+    if delivery.is_truncated:
+        return (
+            f"This email was {_human_size(size)}, over the {limit} limit: only its headers "
+            "were downloaded. It is still on the mail server."
+        )
+    left_out = ", ".join(
+        f"{a.filename} ({_human_size(a.size)})" for a in msg.attachments if a.omitted
+    )
+    return f"Attachments over the {limit} limit were left out: {left_out}."
+
+
+def _record_bounce(
+    session: Session,
+    msg: ParsedEmail,
+    result: Classification,
+    receipt: Receipt,
+    *,
+    settings: InboundSettings,
+    now: dt.datetime,
+) -> None:
+    """A delivery report goes on the ticket whose mail failed, as a note; never a new ticket."""
+    candidates = [result.original_message_id, msg.in_reply_to, *reversed(msg.references)]
+    ticket = None
+    for mid in (c for c in candidates if c):
+        number = ticket_from_message_id(mid, secret_key=settings.secret_key)
+        if number is not None:
+            ticket = session.scalar(sa.select(Ticket).where(Ticket.number == number))
+        if ticket is None:
+            ticket = session.scalar(
+                sa.select(Ticket)
+                .join(Entry, Entry.ticket_id == Ticket.id)
+                .where(Entry.message_id == mid)
+            )
+        if ticket is not None:
+            break
+    if ticket is None:
+        return  # backscatter for mail we never sent: kept as a receipt only
+    failures = "; ".join(
+        f"{r.email}: {r.status or '?'} {r.diagnostic}".strip() for r in result.bounce_recipients
+    )
+    what = "Delivery failed" if result.kind == Kind.BOUNCE else "Delivery report"
+    entry = conversation.record_event(
+        ticket, text=f"{what}: {failures or msg.subject}"[:2000], now=now
+    )
+    entry.flags = ["bounce"]
+    entry.raw_sha256 = receipt.raw_sha256
+    receipt.ticket_id, receipt.entry_id = ticket.id, entry.id

@@ -1,0 +1,319 @@
+"""Polling IMAP mailboxes into tickets, one committed message at a time.
+
+For each mailbox: SELECT the folder; if UIDVALIDITY changed, forget the UID bookmark and
+rescan (the pipeline's dedupe makes the rescan harmless); finish the server-side flags of
+messages committed before a crash; then fetch new UIDs in batches with BODY.PEEK[], and for
+each message store the raw bytes, process it (or park it) and commit — only then flag it
+\\Seen (or move it) on the server. Processed mail is never deleted or expunged.
+
+A crash at any point therefore neither loses nor duplicates mail: before the commit the
+message is still unseen and is fetched again; after it, the receipt's unique key
+(mailbox, UIDVALIDITY, UID) and the Message-ID + content dedupe make the retry a no-op.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from mail.imap import ImapError, ImapSettings, connect
+from mail.inbound import Delivery, InboundSettings, park, process
+from ticketing.db import utcnow
+from ticketing.models import Mailbox, Receipt
+from ticketing.storage import BlobStore
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = dt.timedelta(hours=1)
+FaultHook = Callable[[str], None]
+
+
+@dataclass
+class PollResult:
+    """What one poll of one mailbox did."""
+
+    mailbox: str
+    fetched: int = 0
+    processed: int = 0
+    duplicates: int = 0
+    parked: int = 0
+    error: str | None = None
+    statuses: list[str] = field(default_factory=list, repr=False)
+
+    def summary(self) -> str:
+        if self.error:
+            return f"{self.mailbox}: error: {self.error}"
+        return (
+            f"{self.mailbox}: {self.fetched} fetched, {self.processed} processed, "
+            f"{self.duplicates} duplicates, {self.parked} parked"
+        )
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def is_due(mailbox: Mailbox, *, interval: dt.timedelta, now: dt.datetime) -> bool:
+    """Whether a mailbox that has been failing should be tried again yet (exponential backoff)."""
+    if mailbox.poll_failures == 0 or mailbox.last_polled_at is None:
+        return True
+    wait = min(interval * (2 ** min(mailbox.poll_failures, 16)), MAX_BACKOFF)
+    return now >= mailbox.last_polled_at + wait
+
+
+def poll_mailbox(
+    session: Session,
+    mailbox: Mailbox,
+    *,
+    password: str,
+    settings: InboundSettings,
+    blobs: BlobStore,
+    clock: Callable[[], dt.datetime] = utcnow,
+    batch_size: int = 50,
+    fault: FaultHook | None = None,
+    imap_settings: ImapSettings | None = None,
+) -> PollResult:
+    """Poll one mailbox once. IMAP failures are recorded on the mailbox, never raised."""
+    result = PollResult(mailbox.name)
+    mailbox_id, move_to = mailbox.id, mailbox.move_to_folder
+    imap_settings = imap_settings or ImapSettings.for_mailbox(mailbox, password=password)
+    try:
+        with connect(imap_settings) as imap:
+            state = imap.select()
+            if mailbox.uidvalidity != state.uidvalidity:
+                if mailbox.uidvalidity is not None:
+                    log.warning(
+                        "mailbox %s: UIDVALIDITY changed from %s to %s; rescanning the folder",
+                        mailbox.name,
+                        mailbox.uidvalidity,
+                        state.uidvalidity,
+                    )
+                mailbox.uidvalidity = state.uidvalidity
+                mailbox.last_uid = 0
+                session.commit()
+            uidvalidity = state.uidvalidity
+
+            # Messages committed by an earlier run that crashed before flagging them.
+            pending = list(
+                session.scalars(
+                    sa.select(Receipt.uid).where(
+                        Receipt.mailbox_id == mailbox_id,
+                        Receipt.uidvalidity == uidvalidity,
+                        Receipt.flagged_at.is_(None),
+                        Receipt.uid.is_not(None),
+                    )
+                )
+            )
+            for chunk in _chunks(pending, 500):
+                imap.mark_processed(chunk, move_to=move_to)
+                _set_flagged(session, mailbox_id, uidvalidity, chunk, clock())
+
+            uids = imap.new_uids(mailbox.last_uid)
+            for batch in _chunks(uids, batch_size):
+                known = set(
+                    session.scalars(
+                        sa.select(Receipt.uid).where(
+                            Receipt.mailbox_id == mailbox_id,
+                            Receipt.uidvalidity == uidvalidity,
+                            Receipt.uid.in_(batch),
+                        )
+                    )
+                )
+                done: list[int] = []
+                for fetched in imap.fetch(
+                    batch, max_bytes=settings.max_message_bytes, batch_size=batch_size
+                ):
+                    result.fetched += 1
+                    if fetched.uid not in known:
+                        delivery = Delivery(
+                            raw=fetched.raw,
+                            source="imap",
+                            mailbox_id=mailbox_id,
+                            uidvalidity=uidvalidity,
+                            uid=fetched.uid,
+                            size=fetched.size,
+                            is_truncated=fetched.is_truncated,
+                        )
+                        status = ingest_one(
+                            session,
+                            delivery,
+                            settings=settings,
+                            blobs=blobs,
+                            clock=clock,
+                            fault=fault,
+                            bookmark=(mailbox, fetched.uid),
+                        )
+                        result.statuses.append(status)
+                        if status == "duplicate":
+                            result.duplicates += 1
+                        elif status == "parked":
+                            result.parked += 1
+                        else:
+                            result.processed += 1
+                    done.append(fetched.uid)
+                if done:
+                    imap.mark_processed(done, move_to=move_to)
+                    _set_flagged(session, mailbox_id, uidvalidity, done, clock())
+                if batch and (tail := max(batch)) > mailbox.last_uid:
+                    # UIDs that vanished between SEARCH and FETCH: move the bookmark past them.
+                    mailbox.last_uid = tail
+                    session.commit()
+        mailbox.last_polled_at = clock()
+        mailbox.last_error = None
+        mailbox.poll_failures = 0
+        session.commit()
+    except ImapError as exc:
+        session.rollback()
+        log.warning("mailbox %s: %s", mailbox.name, exc)
+        result.error = str(exc)
+        _record_failure(session, mailbox, str(exc), clock())
+    return result
+
+
+def _record_failure(session: Session, mailbox: Mailbox, error: str, now: dt.datetime) -> None:
+    """Keep the failure on the mailbox (shown to admins) and back off before the next try."""
+    mailbox.last_error = error[:2000]
+    mailbox.poll_failures += 1
+    mailbox.last_polled_at = now
+    session.commit()
+
+
+def ingest_one(
+    session: Session,
+    delivery: Delivery,
+    *,
+    settings: InboundSettings,
+    blobs: BlobStore,
+    clock: Callable[[], dt.datetime] = utcnow,
+    fault: FaultHook | None = None,
+    bookmark: tuple[Mailbox, int] | None = None,
+) -> str:
+    """Store, process and commit one message (parking it on failure); returns its status.
+
+    The raw bytes go to the blob store before anything can fail. `bookmark` advances the
+    mailbox's last UID in the same transaction as the message's receipt.
+    """
+    raw_sha256 = blobs.put(delivery.raw)
+    try:
+        receipt = process(
+            session, delivery, raw_sha256=raw_sha256, settings=settings, blobs=blobs, now=clock()
+        )
+        if bookmark is not None:
+            _advance(*bookmark)
+        if fault:
+            fault("before_commit")
+        session.commit()
+        if fault:
+            fault("after_commit")
+        return receipt.status.value
+    except Exception as exc:  # boundary: one bad message never blocks the others
+        session.rollback()
+        log.exception("parking message (uid=%s, sha256=%s)", delivery.uid, raw_sha256)
+        park(
+            session,
+            delivery,
+            raw_sha256=raw_sha256,
+            error=f"{type(exc).__name__}: {exc}",
+            now=clock(),
+        )
+        if bookmark is not None:
+            _advance(*bookmark)
+        session.commit()
+        return "parked"
+
+
+def _advance(mailbox: Mailbox, uid: int) -> None:
+    if uid > mailbox.last_uid:
+        mailbox.last_uid = uid
+
+
+def _set_flagged(
+    session: Session, mailbox_id: int, uidvalidity: int, uids: list[int], now: dt.datetime
+) -> None:
+    session.execute(
+        sa.update(Receipt)
+        .where(
+            Receipt.mailbox_id == mailbox_id,
+            Receipt.uidvalidity == uidvalidity,
+            Receipt.uid.in_(uids),
+        )
+        .values(flagged_at=now)
+    )
+    session.commit()
+
+
+def poll_all(
+    session: Session,
+    *,
+    passwords: Callable[[Mailbox], str],
+    settings: InboundSettings,
+    blobs: BlobStore,
+    interval: dt.timedelta,
+    clock: Callable[[], dt.datetime] = utcnow,
+    only_due: bool = True,
+) -> list[PollResult]:
+    """Poll every active mailbox; one mailbox's failure never stops the others."""
+    results = []
+    ids = list(session.scalars(sa.select(Mailbox.id).where(Mailbox.is_active).order_by(Mailbox.id)))
+    for mailbox_id in ids:
+        mailbox = session.get(Mailbox, mailbox_id)
+        if mailbox is None or (only_due and not is_due(mailbox, interval=interval, now=clock())):
+            continue
+        try:
+            password = passwords(mailbox)
+        except Exception as exc:  # e.g. SECRET_KEY changed: the password cannot be decrypted
+            _record_failure(session, mailbox, str(exc), clock())
+            results.append(PollResult(mailbox.name, error=str(exc)))
+            continue
+        try:
+            results.append(
+                poll_mailbox(
+                    session,
+                    mailbox,
+                    password=password,
+                    settings=settings,
+                    blobs=blobs,
+                    clock=clock,
+                )
+            )
+        except Exception as exc:  # boundary: per mailbox
+            session.rollback()
+            log.exception("polling mailbox %s failed", mailbox.name)
+            results.append(PollResult(mailbox.name, error=f"{type(exc).__name__}: {exc}"))
+    return results
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    """Messages in the folder on the server vs messages we recorded from it."""
+
+    uidvalidity: int
+    on_server: int
+    recorded: int  # of those on the server
+    not_recorded: tuple[int, ...]  # UIDs on the server with no receipt yet (new, or missed)
+
+
+def reconcile(session: Session, mailbox: Mailbox, imap_settings: ImapSettings) -> Reconciliation:
+    """Compare the folder's UIDs with our receipts (read-only on both sides)."""
+    with connect(imap_settings) as imap:
+        state = imap.select()
+        server_uids = imap.all_uids()
+    recorded: set[int] = set()
+    for chunk in _chunks(server_uids, 1000):
+        recorded.update(
+            session.scalars(
+                sa.select(Receipt.uid).where(
+                    Receipt.mailbox_id == mailbox.id,
+                    Receipt.uidvalidity == state.uidvalidity,
+                    Receipt.uid.in_(chunk),
+                )
+            )
+        )
+    missing = tuple(uid for uid in server_uids if uid not in recorded)
+    return Reconciliation(state.uidvalidity, len(server_uids), len(recorded), missing)

@@ -1,0 +1,1 @@
+"""Admin pages: the dead-letter list of mail that could not be processed."""
