@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -30,7 +33,48 @@ from ticketing.storage import BlobStore
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = dt.timedelta(hours=1)
+DEFAULT_LEASE = dt.timedelta(minutes=2)
 FaultHook = Callable[[str], None]
+
+
+def default_owner() -> str:
+    """This poller's identity in a lease: host, process and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def acquire_lease(
+    session: Session, mailbox_id: int, *, owner: str, now: dt.datetime, ttl: dt.timedelta
+) -> bool:
+    """Take (or renew) the mailbox's poll lease; False while another poller holds it.
+
+    One conditional UPDATE, atomic on SQLite and PostgreSQL alike, so two pollers can never
+    both win — whatever process or machine they run on.
+    """
+    taken = session.execute(
+        sa.update(Mailbox)
+        .where(
+            Mailbox.id == mailbox_id,
+            sa.or_(
+                Mailbox.lease_owner.is_(None),
+                Mailbox.lease_owner == owner,
+                Mailbox.lease_expires_at < now,
+            ),
+        )
+        .values(lease_owner=owner, lease_expires_at=now + ttl)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.commit()
+    return taken == 1
+
+
+def release_lease(session: Session, mailbox_id: int, *, owner: str) -> None:
+    session.execute(
+        sa.update(Mailbox)
+        .where(Mailbox.id == mailbox_id, Mailbox.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
 
 
 @dataclass
@@ -38,6 +82,7 @@ class PollResult:
     """What one poll of one mailbox did."""
 
     mailbox: str
+    skipped: bool = False  # another poller holds the lease
     fetched: int = 0
     processed: int = 0
     duplicates: int = 0
@@ -46,6 +91,8 @@ class PollResult:
     statuses: list[str] = field(default_factory=list, repr=False)
 
     def summary(self) -> str:
+        if self.skipped:
+            return f"{self.mailbox}: skipped (another poller is working on it)"
         if self.error:
             return f"{self.mailbox}: error: {self.error}"
         return (
@@ -78,11 +125,51 @@ def poll_mailbox(
     batch_size: int = 50,
     fault: FaultHook | None = None,
     imap_settings: ImapSettings | None = None,
+    owner: str | None = None,
+    lease: dt.timedelta = DEFAULT_LEASE,
 ) -> PollResult:
-    """Poll one mailbox once. IMAP failures are recorded on the mailbox, never raised."""
+    """Poll one mailbox once, holding its lease. IMAP failures are recorded, never raised."""
     result = PollResult(mailbox.name)
-    mailbox_id, move_to = mailbox.id, mailbox.move_to_folder
+    mailbox_id = mailbox.id
     imap_settings = imap_settings or ImapSettings.for_mailbox(mailbox, password=password)
+    owner = owner or default_owner()
+    if not acquire_lease(session, mailbox_id, owner=owner, now=clock(), ttl=lease):
+        result.skipped = True
+        return result
+    try:
+        _poll_leased(
+            session,
+            mailbox,
+            imap_settings,
+            result,
+            settings=settings,
+            blobs=blobs,
+            clock=clock,
+            batch_size=batch_size,
+            fault=fault,
+            lease=lease,
+        )
+    finally:
+        # A killed process never gets here; its lease expires instead.
+        session.rollback()
+        release_lease(session, mailbox_id, owner=owner)
+    return result
+
+
+def _poll_leased(
+    session: Session,
+    mailbox: Mailbox,
+    imap_settings: ImapSettings,
+    result: PollResult,
+    *,
+    settings: InboundSettings,
+    blobs: BlobStore,
+    clock: Callable[[], dt.datetime],
+    batch_size: int,
+    fault: FaultHook | None,
+    lease: dt.timedelta,
+) -> None:
+    mailbox_id, move_to = mailbox.id, mailbox.move_to_folder
     try:
         with connect(imap_settings) as imap:
             state = imap.select()
@@ -125,6 +212,7 @@ def poll_mailbox(
                         )
                     )
                 )
+                session.rollback()  # end the read before the network fetch (SQLite's lock)
                 done: list[int] = []
                 for fetched in imap.fetch(
                     batch, max_bytes=settings.max_message_bytes, batch_size=batch_size
@@ -147,7 +235,7 @@ def poll_mailbox(
                             blobs=blobs,
                             clock=clock,
                             fault=fault,
-                            bookmark=(mailbox, fetched.uid),
+                            bookmark=(mailbox, fetched.uid, lease),
                         )
                         result.statuses.append(status)
                         if status == "duplicate":
@@ -173,7 +261,6 @@ def poll_mailbox(
         log.warning("mailbox %s: %s", mailbox.name, exc)
         result.error = str(exc)
         _record_failure(session, mailbox, str(exc), clock())
-    return result
 
 
 def _record_failure(session: Session, mailbox: Mailbox, error: str, now: dt.datetime) -> None:
@@ -192,7 +279,7 @@ def ingest_one(
     blobs: BlobStore,
     clock: Callable[[], dt.datetime] = utcnow,
     fault: FaultHook | None = None,
-    bookmark: tuple[Mailbox, int] | None = None,
+    bookmark: tuple[Mailbox, int, dt.timedelta] | None = None,
 ) -> str:
     """Store, process and commit one message (parking it on failure); returns its status.
 
@@ -205,32 +292,59 @@ def ingest_one(
             session, delivery, raw_sha256=raw_sha256, settings=settings, blobs=blobs, now=clock()
         )
         if bookmark is not None:
-            _advance(*bookmark)
+            _advance(*bookmark, now=clock())
         if fault:
             fault("before_commit")
         session.commit()
         if fault:
             fault("after_commit")
         return receipt.status.value
+    except sa.exc.IntegrityError:
+        # Another poller committed this very message meanwhile (its lease expired under a
+        # slow run): the unique keys held, and there is nothing left to do.
+        session.rollback()
+        if delivery.uid is not None and _has_receipt(session, delivery):
+            return "duplicate"
+        return _park(session, delivery, raw_sha256, "IntegrityError", clock, bookmark)
     except Exception as exc:  # boundary: one bad message never blocks the others
         session.rollback()
         log.exception("parking message (uid=%s, sha256=%s)", delivery.uid, raw_sha256)
-        park(
-            session,
-            delivery,
-            raw_sha256=raw_sha256,
-            error=f"{type(exc).__name__}: {exc}",
-            now=clock(),
+        return _park(session, delivery, raw_sha256, f"{type(exc).__name__}: {exc}", clock, bookmark)
+
+
+def _park(
+    session: Session,
+    delivery: Delivery,
+    raw_sha256: str,
+    error: str,
+    clock: Callable[[], dt.datetime],
+    bookmark: tuple[Mailbox, int, dt.timedelta] | None,
+) -> str:
+    park(session, delivery, raw_sha256=raw_sha256, error=error, now=clock())
+    if bookmark is not None:
+        _advance(*bookmark, now=clock())
+    session.commit()
+    return "parked"
+
+
+def _has_receipt(session: Session, delivery: Delivery) -> bool:
+    return (
+        session.scalar(
+            sa.select(Receipt.id).where(
+                Receipt.mailbox_id == delivery.mailbox_id,
+                Receipt.uidvalidity == delivery.uidvalidity,
+                Receipt.uid == delivery.uid,
+            )
         )
-        if bookmark is not None:
-            _advance(*bookmark)
-        session.commit()
-        return "parked"
+        is not None
+    )
 
 
-def _advance(mailbox: Mailbox, uid: int) -> None:
+def _advance(mailbox: Mailbox, uid: int, lease: dt.timedelta, *, now: dt.datetime) -> None:
+    """Move the UID bookmark and extend the lease, in the message's own transaction."""
     if uid > mailbox.last_uid:
         mailbox.last_uid = uid
+    mailbox.lease_expires_at = now + lease
 
 
 def _set_flagged(
@@ -257,6 +371,7 @@ def poll_all(
     interval: dt.timedelta,
     clock: Callable[[], dt.datetime] = utcnow,
     only_due: bool = True,
+    lease: dt.timedelta = DEFAULT_LEASE,
 ) -> list[PollResult]:
     """Poll every active mailbox; one mailbox's failure never stops the others."""
     results = []
@@ -280,6 +395,7 @@ def poll_all(
                     settings=settings,
                     blobs=blobs,
                     clock=clock,
+                    lease=lease,
                 )
             )
         except Exception as exc:  # boundary: per mailbox

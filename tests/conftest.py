@@ -105,12 +105,16 @@ def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
     """A Handoff app on the session's database with its own data dir; tables emptied after."""
     app = make_app(database_url, tmp_path / "data")
     from web.auth.routes import failed_logins_by_ip
-    from web.extensions import db
+    from web.extensions import db, sqlite_read_only
 
     failed_logins_by_ip.reset()
+    # The test thread mostly observes what subprocesses, pollers and the browser did; its
+    # SQLite transactions start deferred so they never hold the write lock those need.
+    read_only = sqlite_read_only.set(True)
     ctx = app.app_context()
     ctx.push()
     yield app
+    sqlite_read_only.reset(read_only)
     db.session.remove()
     _empty_tables(db.engine)
     db.engine.dispose()

@@ -40,4 +40,5 @@ def poll_mailboxes(app: Flask, *, only_due: bool = True) -> list[PollResult]:
         blobs=blobs(app),
         interval=dt.timedelta(seconds=int(app.config["HANDOFF_POLL_INTERVAL"])),
         only_due=only_due,
+        lease=dt.timedelta(seconds=int(app.config["HANDOFF_POLL_LEASE"])),
     )

@@ -8,11 +8,11 @@ from collections import deque
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from flask import Flask, Response
+from flask import Flask, Response, g, request
 from flask_login import UserMixin
 
 from ticketing.models import Agent
-from web.extensions import db, login_manager
+from web.extensions import db, login_manager, sqlite_read_only
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -22,11 +22,26 @@ CONTENT_SECURITY_POLICY = (
 
 
 def init_app(app: Flask) -> None:
+    app.before_request(_mark_read_only)
+    app.teardown_request(_unmark_read_only)
     app.after_request(_security_headers)
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Sign in to continue."
     login_manager.session_protection = "basic"
     login_manager.user_loader(_load_user)
+
+
+def _mark_read_only() -> None:
+    """GET and HEAD never change state (CSRF rules rely on it too), so their SQLite
+    transactions may start deferred; see `web.extensions.configure_sqlite`."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        g.sqlite_read_only_token = sqlite_read_only.set(True)
+
+
+def _unmark_read_only(_exc: BaseException | None = None) -> None:
+    token = g.pop("sqlite_read_only_token", None)
+    if token is not None:
+        sqlite_read_only.reset(token)
 
 
 def _security_headers(response: Response) -> Response:

@@ -684,6 +684,7 @@ def test_poller_killed_mid_batch_then_rerun_ends_with_one_entry_per_message(
         "DATABASE_URL": database_url,
         "HANDOFF_DATA_DIR": app.config["HANDOFF_DATA_DIR"],
         "SECRET_KEY": app.config["SECRET_KEY"],
+        "HANDOFF_POLL_LEASE": "2",
     }
     flask = [sys.executable, "-m", "flask", "--app", "wsgi", "mail", "poll", "--once"]
     root = Path(__file__).resolve().parents[2]
@@ -702,7 +703,10 @@ def test_poller_killed_mid_batch_then_rerun_ends_with_one_entry_per_message(
     proc.wait(timeout=10)
     db_session.rollback()
     partial = db_session.scalar(sa.select(sa.func.count(Receipt.id)))
-    assert 0 < partial < count, "the kill should land mid-run"
+    assert 0 < partial < count, f"the kill should land mid-run, not after {partial}"
+    db_session.expire_all()
+    assert db_session.get(Mailbox, mailbox.id).lease_owner is not None  # the dead poller's
+    time.sleep(2.5)  # ... until its lease expires
 
     rerun = subprocess.run(flask, env=env, cwd=root, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
@@ -712,6 +716,44 @@ def test_poller_killed_mid_batch_then_rerun_ends_with_one_entry_per_message(
     ).all()
     assert sorted(ids) == sorted(f"kill{i}@x" for i in range(count))
     assert all("\\Seen" in imap_mailbox.flags(SUPPORT, uid) for uid in imap_mailbox.uids(SUPPORT))
+
+
+def test_concurrent_pollers_ingest_every_message_exactly_once(
+    app, db_session, mailbox, imap_mailbox, database_url
+):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with imap_mailbox.connect(SUPPORT) as client:
+        for i in range(50):
+            client.append("INBOX", make_email(message_id=f"conc{i}@x", subject=f"concurrent {i}"))
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "HANDOFF_DATA_DIR": app.config["HANDOFF_DATA_DIR"],
+        "SECRET_KEY": app.config["SECRET_KEY"],
+    }
+    flask = [sys.executable, "-m", "flask", "--app", "wsgi", "mail", "poll", "--once"]
+    root = Path(__file__).resolve().parents[2]
+    procs = [
+        subprocess.Popen(
+            flask, env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n---\n".join(err[-3000:] for _, err in outputs)
+    summaries = [out for out, _ in outputs]
+    assert sum("skipped" in s for s in summaries) + sum("processed" in s for s in summaries) == 4
+    db_session.rollback()
+    ids = db_session.scalars(
+        sa.select(Entry.message_id).where(Entry.kind == EntryKind.CUSTOMER_EMAIL)
+    ).all()
+    assert sorted(ids) == sorted(f"conc{i}@x" for i in range(50))
+    assert db_session.scalar(sa.select(sa.func.count(Receipt.id))) == 50
+    assert db_session.get(Mailbox, mailbox.id).lease_owner is None
 
 
 def test_mbox_import_goes_through_the_pipeline_and_is_idempotent(app, db_session, runner, tmp_path):

@@ -48,6 +48,10 @@ class Mailbox(Base):
     last_error: Mapped[str | None] = mapped_column(sa.Text)
     # Consecutive failed polls; the poller backs off exponentially while it grows.
     poll_failures: Mapped[int] = mapped_column(default=0)
+    # Poll lease: one poller at a time per mailbox, across processes and machines. A crashed
+    # holder's lease simply expires; every committed message extends it.
+    lease_owner: Mapped[str | None] = mapped_column(sa.String(200))
+    lease_expires_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     @validates("address")
