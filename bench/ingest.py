@@ -204,16 +204,8 @@ def timed_poll(
     """Run `mail poll --once`; returns (wall seconds, rusage, exit code, stdout)."""
     command = _flask_command()
     if profile is not None:
-        command = [
-            sys.executable,
-            "-m",
-            "cProfile",
-            "-o",
-            str(profile),
-            "-m",
-            "flask",
-            *command[-2:],
-        ]
+        profiler = [sys.executable, "-m", "cProfile", "-o", str(profile)]
+        command = [*profiler, "-m", "flask", "--app", "wsgi"]
     out_path, err_path = log_dir / f"{name}.out", log_dir / f"{name}.err"
     with out_path.open("wb") as out, err_path.open("wb") as err:
         started = time.perf_counter()
@@ -227,7 +219,12 @@ def timed_poll(
         )
         # wait4 gives this child's own rusage (peak RSS in KiB on Linux), unlike
         # RUSAGE_CHILDREN, whose ru_maxrss is the largest of every child ever reaped.
-        _pid, status, rusage = os.wait4(proc.pid, 0)
+        try:
+            _pid, status, rusage = os.wait4(proc.pid, 0)
+        except BaseException:  # Ctrl-C: leave no poller behind
+            proc.kill()
+            proc.wait()
+            raise
         elapsed = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     stdout = out_path.read_text(errors="replace")

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from mail.html import sanitize_html
 from mail.message import ParsedEmail, SenderStatus
+from mail.outbound import OutboundContext, acknowledge
 from mail.parse import parse
 from mail.quotes import split_reply
 from mail.rules import Classification, Kind, classify
@@ -33,11 +34,13 @@ from ticketing.models import (
     Customer,
     Entry,
     EntryKind,
+    OutboxMessage,
     Receipt,
     ReceiptStatus,
     Ticket,
 )
 from ticketing.services import conversation, customers
+from ticketing.services import outbox as outbox_rules
 from ticketing.storage import BlobStore
 
 QUARANTINE_ADDRESS = "unknown-sender@handoff.invalid"
@@ -76,6 +79,8 @@ class InboundSettings:
     max_message_bytes: int = 25 * 1024 * 1024
     new_ticket_limit: int = 20  # new tickets per sender per window before entries are marked
     new_ticket_window: dt.timedelta = dt.timedelta(hours=1)
+    # Set to send acknowledgements of new tickets (and link bounces to outbox rows).
+    outbound: OutboundContext | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +151,7 @@ def process(
     receipt.content_sha256 = digest
     receipt.sender = msg.sender.email[:320] if msg.sender else None
     receipt.subject = msg.subject[:998]
+    receipt.sent_at = sent_time(msg, now=now)
     receipt.error = None
     receipt.processed_at = now
     session.add(receipt)
@@ -183,6 +189,7 @@ def process(
         msg,
         result,
         delivery,
+        receipt,
         settings=settings,
         blobs=blobs,
         now=now,
@@ -192,8 +199,36 @@ def process(
         size=size,
     )
     receipt.ticket_id, receipt.entry_id = entry.ticket_id, entry.id
+    if _wants_acknowledgement(msg, result, entry, receipt, settings):
+        acknowledge(session, entry.ticket, entry, now=now, ctx=settings.outbound)  # type: ignore[arg-type]
     session.flush()
     return receipt
+
+
+def _wants_acknowledgement(
+    msg: ParsedEmail,
+    result: Classification,
+    entry: Entry,
+    receipt: Receipt,
+    settings: InboundSettings,
+) -> bool:
+    """A new ticket from a person with a trustworthy address, in a mailbox that acknowledges.
+
+    Auto-replies, bounces, our own addresses, unverified or unusable senders and senders
+    over the rate limit never get one (RFC 3834; and an acknowledgement to a forged From
+    would make us a relay for whoever forged it).
+    """
+    mailbox = entry.ticket.mailbox
+    return (
+        settings.outbound is not None
+        and receipt.opened_ticket
+        and result.kind == Kind.NORMAL
+        and msg.sender_status == SenderStatus.OK
+        and msg.sender is not None
+        and not _is_own_address(msg.sender.email, settings.own_addresses)
+        and "rate_limited" not in entry.flags
+        and (mailbox is None or mailbox.ack_enabled)
+    )
 
 
 def park(
@@ -281,6 +316,13 @@ def _sender(session: Session, msg: ParsedEmail) -> Customer:
     return customers.find_or_create(session, email=msg.sender.email, name=msg.sender.name)
 
 
+def _is_own_address(email: str, own_addresses: frozenset[str]) -> bool:
+    """One of our mailboxes, also as a plus-address (`support+t1001.<sig>@…`, or any tag a
+    sender made up): never a person to record or write to, whatever the token says."""
+    local, at, domain = email.partition("@")
+    return email in own_addresses or f"{local.partition('+')[0]}{at}{domain}" in own_addresses
+
+
 def _recipients(msg: ParsedEmail) -> tuple[str, ...]:
     found = [a.email for a in (*msg.to, *msg.cc)]
     for name in ("delivered-to", "x-original-to", "envelope-to"):
@@ -304,17 +346,27 @@ def _flags(msg: ParsedEmail, result: Classification, *, is_conflict: bool) -> se
 
 
 def _over_rate_limit(
-    session: Session, customer: Customer, *, settings: InboundSettings, now: dt.datetime
+    session: Session, sender: str, *, sent_at: dt.datetime, settings: InboundSettings
 ) -> bool:
-    since = now - settings.new_ticket_window
-    recent = session.scalar(
-        sa.select(sa.func.count(Ticket.id)).where(
-            Ticket.customer_id == customer.id,
-            Ticket.channel == Channel.EMAIL,
-            Ticket.created_at >= since,
+    """Whether this sender already opened `new_ticket_limit` tickets in the window before
+    this message was sent — judged by when they sent, so draining a backlog is no flood."""
+    with session.no_autoflush:
+        recent = session.scalar(
+            sa.select(sa.func.count(Receipt.id)).where(
+                Receipt.sender == sender,
+                Receipt.opened_ticket,
+                Receipt.sent_at > sent_at - settings.new_ticket_window,
+                Receipt.sent_at <= sent_at,
+            )
         )
-    )
     return (recent or 0) >= settings.new_ticket_limit
+
+
+def sent_time(msg: ParsedEmail, *, now: dt.datetime) -> dt.datetime:
+    """The message's Date, unless it is missing or in the future (then its arrival time)."""
+    if msg.date is None or msg.date > now:
+        return now
+    return msg.date
 
 
 def _record_message(
@@ -322,6 +374,7 @@ def _record_message(
     msg: ParsedEmail,
     result: Classification,
     delivery: Delivery,
+    receipt: Receipt,
     *,
     settings: InboundSettings,
     blobs: BlobStore,
@@ -344,8 +397,11 @@ def _record_message(
     automatic = result.kind != Kind.NORMAL
     ticket = decision.ticket
     if ticket is None:
-        if usable and _over_rate_limit(session, sender, settings=settings, now=now):
+        if usable and _over_rate_limit(
+            session, sender.email, sent_at=receipt.sent_at or now, settings=settings
+        ):
             flags.add("rate_limited")
+        receipt.opened_ticket = True
         ticket = conversation.open_ticket(
             session,
             customer=sender,
@@ -357,7 +413,9 @@ def _record_message(
         )
         if msg.sender_status == SenderStatus.OK:
             for address in (*msg.to, *msg.cc):
-                if address.email not in settings.own_addresses and address.email != sender.email:
+                if not _is_own_address(address.email, settings.own_addresses) and (
+                    address.email != sender.email
+                ):
                     colleague = customers.find_or_create(
                         session, email=address.email, name=address.name
                     )
@@ -437,6 +495,37 @@ def _omission_note(
     return f"Attachments over the {limit} limit were left out: {left_out}."
 
 
+def _link_bounce_to_outbox(
+    session: Session,
+    result: Classification,
+    candidates: list[str | None],
+    *,
+    settings: InboundSettings,
+    now: dt.datetime,
+) -> OutboxMessage | None:
+    """Mark the outbox row a bounce is about; a hard bounce suppresses the address."""
+    row = None
+    for mid in (c for c in candidates if c):
+        if (row := outbox_rules.find_by_message_id(session, mid)) is not None:
+            break
+    if row is None or result.kind != Kind.BOUNCE:
+        return row
+    failed = [r for r in result.bounce_recipients if r.email.lower() in row.recipients] or list(
+        result.bounce_recipients
+    )
+    diagnostic = "; ".join(f"{r.email}: {r.status} {r.diagnostic}".strip() for r in failed)
+    outbox_rules.mark_bounced(row, diagnostic=f"delivery failed: {diagnostic or 'bounce received'}")
+    for recipient in failed:
+        if recipient.is_hard and recipient.email:
+            outbox_rules.suppress(
+                session,
+                recipient.email,
+                reason=f"hard bounce {recipient.status} {recipient.diagnostic}".strip(),
+                now=now,
+            )
+    return row
+
+
 def _record_bounce(
     session: Session,
     msg: ParsedEmail,
@@ -461,6 +550,9 @@ def _record_bounce(
             )
         if ticket is not None:
             break
+    bounced_row = _link_bounce_to_outbox(session, result, candidates, settings=settings, now=now)
+    if ticket is None and bounced_row is not None and bounced_row.ticket_id is not None:
+        ticket = session.get(Ticket, bounced_row.ticket_id)
     if ticket is None:
         return  # backscatter for mail we never sent: kept as a receipt only
     failures = "; ".join(

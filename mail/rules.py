@@ -305,7 +305,10 @@ def is_own(msg: ParsedEmail, own_addresses: Collection[str]) -> bool:
     if msg.sender is None or not own_addresses:
         return False
     own = {address.strip().lower() for address in own_addresses}
-    return msg.sender.email.strip().lower() in own
+    sender = msg.sender.email.strip().lower()
+    # Plus-addresses (`support+anything@…`) are ours too.
+    local, at, domain = sender.partition("@")
+    return sender in own or f"{local.partition('+')[0]}{at}{domain}" in own
 
 
 def is_loop(msg: ParsedEmail, verify_loop_token: Callable[[str], bool] | None) -> bool:

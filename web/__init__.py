@@ -33,7 +33,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             configure_sqlite(db.engine)
     app.extensions["handoff_blobs"] = BlobStore(Path(app.config["HANDOFF_DATA_DIR"]) / "blobs")
 
-    from web import auth, cli, errors, security, templating
+    from web import auth, cli, errors, health, security, templating
     from web.admin import routes as admin_routes
     from web.agent import routes as agent_routes
 
@@ -43,12 +43,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(agent_routes.bp)
     app.register_blueprint(admin_routes.bp)
+    app.register_blueprint(health.bp)
     cli.init_app(app)
-
-    @app.get("/healthz")
-    def healthz() -> tuple[dict[str, str], int]:
-        return {"status": "ok"}, 200
-
     return app
 
 

@@ -130,5 +130,7 @@ def init_app(app: Flask) -> None:
     for command in (agents_cli, tickets_cli, demo_cli, mailboxes_cli, serve):
         app.cli.add_command(command)
     from web.cli_mail import mail_cli
+    from web.cli_outbox import outbox_cli
 
     app.cli.add_command(mail_cli)
+    app.cli.add_command(outbox_cli)

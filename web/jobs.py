@@ -44,8 +44,17 @@ def _poll_mail(app: Flask) -> None:
     poll_mailboxes(app)
 
 
+def _send_outbox(app: Flask) -> None:
+    """Deliver due outbox rows, when outgoing mail is configured."""
+    from web.mail_runtime import send_outbox
+
+    if app.config.get("HANDOFF_SMTP_URL"):
+        send_outbox(app)
+
+
 JOBS: list[JobDefinition] = [
     JobDefinition("mail-poll", _poll_mail, "HANDOFF_POLL_INTERVAL"),
+    JobDefinition("outbox-send", _send_outbox, "HANDOFF_OUTBOX_INTERVAL"),
     JobDefinition("housekeeping", _expire_lockouts, "HANDOFF_HOUSEKEEPING_INTERVAL"),
 ]
 

@@ -1,15 +1,21 @@
-"""Wiring the inbound mail pipeline to the app: settings from config, passwords, the blob store."""
+"""Wiring the mail pipeline to the app: settings from config, passwords, the blob store."""
 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from flask import Flask
 
 from mail.inbound import InboundSettings
-from mail.poller import PollResult, poll_all
+from mail.outbound import OutboundContext, SendResult, deliver_due
+from mail.poller import PollResult, default_owner, poll_all
+from mail.transport import SmtpSettings, parse_smtp_url
+from ticketing.errors import Invalid
 from ticketing.models import Mailbox
+from ticketing.services import outbox as outbox_rules
 from ticketing.services.mailboxes import imap_password
 from ticketing.storage import BlobStore
 from web.extensions import db
@@ -17,6 +23,27 @@ from web.extensions import db
 
 def blobs(app: Flask) -> BlobStore:
     return app.extensions["handoff_blobs"]  # type: ignore[no-any-return]
+
+
+def outbound_context(app: Flask) -> OutboundContext:
+    config = app.config
+    default_from = config.get("HANDOFF_MAIL_FROM") or (
+        f"support@{urlsplit(config['HANDOFF_BASE_URL']).hostname or 'localhost'}"
+    )
+    return OutboundContext(
+        secret_key=config["SECRET_KEY"],
+        base_url=config["HANDOFF_BASE_URL"],
+        blobs=blobs(app),
+        default_from=default_from,
+        team_name=config["HANDOFF_TEAM_NAME"],
+        template_dir=Path(config["HANDOFF_DATA_DIR"]) / "templates" / "email",
+        caps=outbox_rules.AutomaticMailCaps(
+            per_ticket=int(config["HANDOFF_AUTO_MAIL_PER_TICKET"]),
+            per_recipient=int(config["HANDOFF_AUTO_MAIL_PER_RECIPIENT"]),
+            window=dt.timedelta(seconds=int(config["HANDOFF_AUTO_MAIL_WINDOW"])),
+        ),
+        ack_window=dt.timedelta(seconds=int(config["HANDOFF_ACK_WINDOW"])),
+    )
 
 
 def inbound_settings(app: Flask) -> InboundSettings:
@@ -27,6 +54,7 @@ def inbound_settings(app: Flask) -> InboundSettings:
         max_message_bytes=int(app.config["HANDOFF_MAX_EMAIL_BYTES"]),
         new_ticket_limit=int(app.config["HANDOFF_NEW_TICKETS_PER_SENDER"]),
         new_ticket_window=dt.timedelta(seconds=int(app.config["HANDOFF_NEW_TICKET_WINDOW"])),
+        outbound=outbound_context(app),
     )
 
 
@@ -41,4 +69,23 @@ def poll_mailboxes(app: Flask, *, only_due: bool = True) -> list[PollResult]:
         interval=dt.timedelta(seconds=int(app.config["HANDOFF_POLL_INTERVAL"])),
         only_due=only_due,
         lease=dt.timedelta(seconds=int(app.config["HANDOFF_POLL_LEASE"])),
+    )
+
+
+def smtp_settings(app: Flask) -> SmtpSettings:
+    url = app.config.get("HANDOFF_SMTP_URL") or ""
+    if not url:
+        raise Invalid("HANDOFF_SMTP_URL is not set: outgoing mail stays queued until it is.")
+    return parse_smtp_url(url)
+
+
+def send_outbox(app: Flask, *, owner: str | None = None) -> SendResult:
+    """Deliver one batch of due outbox rows (the job and `flask outbox send` call this)."""
+    policy = outbox_rules.RetryPolicy(max_attempts=int(app.config["HANDOFF_OUTBOX_MAX_ATTEMPTS"]))
+    return deliver_due(
+        db.session,
+        smtp=smtp_settings(app),
+        blobs=blobs(app),
+        owner=owner or default_owner(),
+        policy=policy,
     )

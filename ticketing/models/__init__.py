@@ -4,6 +4,7 @@ from ticketing.models.attachments import Attachment
 from ticketing.models.counters import Counter
 from ticketing.models.inbound import Receipt, ReceiptStatus
 from ticketing.models.mailboxes import Mailbox, MailboxSecurity
+from ticketing.models.outbox import OutboxKind, OutboxMessage, OutboxStatus, Suppression
 from ticketing.models.people import Agent, AgentRole, Customer
 from ticketing.models.tickets import (
     Channel,
@@ -26,10 +27,14 @@ __all__ = [
     "EntryKind",
     "Mailbox",
     "MailboxSecurity",
+    "OutboxKind",
+    "OutboxMessage",
+    "OutboxStatus",
     "Participant",
     "Priority",
     "Receipt",
     "ReceiptStatus",
     "Status",
+    "Suppression",
     "Ticket",
 ]

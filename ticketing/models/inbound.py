@@ -34,7 +34,7 @@ class Receipt(Base):
         sa.UniqueConstraint("mailbox_id", "uidvalidity", "uid"),
         sa.Index("ix_inbound_receipts_message_id", "message_id"),
         sa.Index("ix_inbound_receipts_status", "status"),
-        sa.Index("ix_inbound_receipts_sender_received_at", "sender", "received_at"),
+        sa.Index("ix_inbound_receipts_sender_sent_at", "sender", "sent_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -62,6 +62,10 @@ class Receipt(Base):
     )
     entry_id: Mapped[int | None] = mapped_column(sa.ForeignKey("entries.id", ondelete="SET NULL"))
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # When the sender sent it (Date header, clamped to the arrival time): rate limits judge
+    # this, so a mailbox catching up on a backlog does not look like a flood.
+    sent_at: Mapped[dt.datetime | None]
+    opened_ticket: Mapped[bool] = mapped_column(default=False)
     processed_at: Mapped[dt.datetime | None]
     # Set once the server-side flag/move is done; a crash between commit and flag leaves it
     # NULL, and the next poll finishes the job.

@@ -42,6 +42,8 @@ class Mailbox(Base):
     folder: Mapped[str] = mapped_column(sa.String(255), default="INBOX")
     move_to_folder: Mapped[str | None] = mapped_column(sa.String(255))
     is_active: Mapped[bool] = mapped_column(default=True)
+    # Send an acknowledgement for each new ticket from this mailbox (RFC 3834 rules apply).
+    ack_enabled: Mapped[bool] = mapped_column(default=True)
     uidvalidity: Mapped[int | None] = mapped_column(sa.BigInteger)
     last_uid: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     last_polled_at: Mapped[dt.datetime | None]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -18,9 +19,14 @@ MAX_FAILED_LOGINS = 5
 LOCKOUT = dt.timedelta(minutes=15)
 
 _hasher = PasswordHasher()
-# Verified against when the email is unknown, so a miss costs the same time as a wrong password
-# and response timing does not reveal which agent accounts exist.
-_DUMMY_HASH = _hasher.hash("not-a-real-password-but-same-cost")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the email is unknown, so a miss costs the same time as a wrong
+    password and response timing does not reveal which agent accounts exist. Made on first
+    use: hashing costs 64 MB, which the mail poller and other CLI commands need not pay."""
+    return _hasher.hash("not-a-real-password-but-same-cost")
 
 
 def hash_password(password: str) -> str:
@@ -63,7 +69,7 @@ def authenticate(session: Session, *, email: str, password: str, now: dt.datetim
     """
     agent = session.scalar(sa.select(Agent).where(Agent.email == normalize_email(email)))
     if agent is None or not agent.is_active:
-        _verify(_DUMMY_HASH, password)
+        _verify(_dummy_hash(), password)
         return None
     if agent.locked_until is not None and agent.locked_until > now:
         raise RateLimited(

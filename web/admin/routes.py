@@ -1,4 +1,6 @@
-"""Admin routes. Agents without the admin role get a 404, like for anything out of reach."""
+"""Admin routes: mailbox health and the dead-letter list of mail that could not be processed.
+
+Agents without the admin role get a 404, like for anything out of reach."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from werkzeug.wrappers import Response
 from mail.inbound import retry
 from ticketing.db import utcnow
 from ticketing.models import Receipt, ReceiptStatus
+from ticketing.services.mailboxes import list_mailboxes
 from web.agent.forms import EmptyForm
 from web.downloads import attachment_response
 from web.extensions import db
@@ -30,7 +33,12 @@ def failed_mail() -> str:
     parked = db.session.scalars(
         sa.select(Receipt).where(Receipt.status == ReceiptStatus.PARKED).order_by(Receipt.id)
     ).all()
-    return render_template("admin/failed_mail.html", parked=parked, form=EmptyForm())
+    return render_template(
+        "admin/failed_mail.html",
+        mailboxes=list_mailboxes(db.session),
+        parked=parked,
+        form=EmptyForm(),
+    )
 
 
 def _parked(receipt_id: int) -> Receipt:

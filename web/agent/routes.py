@@ -6,15 +6,18 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
+from mail import outbound
 from ticketing.db import utcnow
 from ticketing.errors import Invalid
-from ticketing.models import Agent, Attachment, Entry, Status
+from ticketing.models import Agent, Attachment, Entry, OutboxMessage, Status
 from ticketing.services import conversation
 from ticketing.services import inbox as queries
-from web.agent.forms import AssignForm, ComposerForm, StatusForm
+from ticketing.services import outbox as outbox_rules
+from web.agent.forms import AssignForm, ComposerForm, EmptyForm, StatusForm
 from web.downloads import attachment_response
 from web.extensions import db
 from web.forms import options
+from web.mail_runtime import outbound_context
 
 bp = Blueprint("agent", __name__)
 
@@ -59,10 +62,13 @@ def ticket(number: int) -> str:
     )
     assign_form.assignee.data = str(t.assignee_id or "")
     status_form = StatusForm(prefix="status", status=t.status.value)
+    history = queries.history(db.session, t)
     return render_template(
         "agent/ticket.html",
         ticket=t,
-        entries=queries.history(db.session, t),
+        entries=history,
+        deliveries=outbox_rules.for_entries(db.session, [e.id for e in history]),
+        retry_form=EmptyForm(),
         others=queries.other_tickets(db.session, t),
         composer=ComposerForm(prefix="composer"),
         status_form=status_form,
@@ -85,10 +91,16 @@ def post_message(number: int) -> Response | tuple[str, int]:
         conversation.add_note(t, actor=_me(), body_text=form.body.data, now=now)
         flash("Note added.", "info")
     else:
-        conversation.reply(
-            t, actor=_me(), body_text=form.body.data, now=now, status=Status(form.status.data)
+        outbound.reply(
+            db.session,
+            t,
+            actor=_me(),
+            body_text=form.body.data,
+            now=now,
+            status=Status(form.status.data),
+            ctx=outbound_context(current_app._get_current_object()),  # type: ignore[attr-defined]
         )
-        flash("Reply sent.", "info")
+        flash("Reply queued for sending.", "info")
     db.session.commit()
     return redirect(url_for("agent.ticket", number=number, _anchor="latest"))
 
@@ -130,6 +142,21 @@ FLAG_LABELS = {
     "parts_omitted": "Parts left out (too large)",
     "bounce": "Bounce",
 }
+
+
+@bp.post("/tickets/<int:number>/outbox/<int:outbox_id>/retry")
+def retry_delivery(number: int, outbox_id: int) -> Response:
+    """Send a failed reply again (same message, same Message-ID)."""
+    t = queries.get_ticket(db.session, number)
+    if not EmptyForm().validate_on_submit():
+        raise Invalid("Reload the page and try again.")
+    row = db.session.get(OutboxMessage, outbox_id)
+    if row is None or row.ticket_id != t.id:
+        abort(404)
+    outbox_rules.retry(row, now=utcnow())
+    db.session.commit()
+    flash("The message is queued again.", "info")
+    return redirect(url_for("agent.ticket", number=number))
 
 
 @bp.get("/entries/<int:entry_id>/raw")
