@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,9 +99,11 @@ def reply(
     now: dt.datetime,
     ctx: OutboundContext,
     status: Status | None = Status.PENDING,
+    attachments: Sequence[conversation.NewAttachment] = (),
 ) -> tuple[Entry, OutboxMessage]:
     """An agent's reply: the timeline entry and its outbox row, in one transaction.
 
+    `attachments` are already in the blob store; they go out with the email.
     Goes to the ticket's customer only — never to a Reply-To the agent was not shown.
     """
     from_address = _from_address(ticket, ctx)
@@ -110,7 +112,13 @@ def reply(
     )
     in_reply_to, references = _thread_ids(session, ticket)
     entry = conversation.reply(
-        ticket, actor=actor, body_text=body_text, now=now, status=status, message_id=message_id
+        ticket,
+        actor=actor,
+        body_text=body_text,
+        now=now,
+        status=status,
+        message_id=message_id,
+        attachments=attachments,
     )
     customer = ticket.customer
     rendered = render_email(
@@ -277,10 +285,13 @@ class SendResult:
         )
 
 
+SmtpChoice = SmtpSettings | Callable[[int | None], SmtpSettings]
+
+
 def deliver_due(
     session: Session,
     *,
-    smtp: SmtpSettings,
+    smtp: SmtpChoice,
     blobs: BlobStore,
     owner: str,
     clock: Callable[[], dt.datetime] = utcnow,
@@ -289,17 +300,57 @@ def deliver_due(
     policy: outbox_rules.RetryPolicy = outbox_rules.RetryPolicy(),  # noqa: B008 (frozen)
     fault: Callable[[str], None] | None = None,
 ) -> SendResult:
-    """Deliver one batch of due outbox rows over one SMTP connection.
+    """Deliver one batch of due outbox rows, one reused SMTP connection per server.
 
-    Each row is committed on its own after the server's answer. A connection failure makes
-    every still-claimed row a temporary failure (retried with backoff), never a loss.
+    `smtp` is the server, or a function giving each mailbox's server (a mailbox may have its
+    own; None is mail about tickets without a mailbox). Each row is committed on its own
+    after the server's answer. A connection failure makes every still-claimed row of that
+    server a temporary failure (retried with backoff), never a loss.
     """
     result = SendResult()
     ids = outbox_rules.claim_due(session, owner=owner, now=clock(), limit=batch_size, lease=lease)
     result.claimed = len(ids)
     if not ids:
         return result
-    pending = list(ids)
+    groups: dict[int | None, list[int]] = {}
+    for row_id, mailbox_id in session.execute(
+        sa.select(OutboxMessage.id, OutboxMessage.mailbox_id)
+        .where(OutboxMessage.id.in_(ids))
+        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+    ):
+        groups.setdefault(mailbox_id, []).append(row_id)
+    session.rollback()
+    for mailbox_id, group in groups.items():
+        try:
+            settings = smtp if isinstance(smtp, SmtpSettings) else smtp(mailbox_id)
+        except Exception as exc:  # no server configured, or its URL cannot be decrypted
+            # Not the message's fault: release the rows untouched, say why, retry later.
+            session.rollback()
+            log.warning("no SMTP server for mailbox %s: %s", mailbox_id, exc)
+            session.execute(
+                sa.update(OutboxMessage)
+                .where(OutboxMessage.id.in_(group), OutboxMessage.claimed_by == owner)
+                .values(claimed_by=None, claimed_until=None, last_error=f"not sent yet: {exc}")
+                .execution_options(synchronize_session=False)
+            )
+            session.commit()
+            result.retrying += len(group)
+            continue
+        _deliver_over(session, settings, group, owner, blobs, result, clock, policy, fault)
+    return result
+
+
+def _deliver_over(
+    session: Session,
+    smtp: SmtpSettings,
+    pending: list[int],
+    owner: str,
+    blobs: BlobStore,
+    result: SendResult,
+    clock: Callable[[], dt.datetime],
+    policy: outbox_rules.RetryPolicy,
+    fault: Callable[[str], None] | None,
+) -> None:
     try:
         with open_connection(smtp) as connection:
             while pending:
@@ -348,18 +399,25 @@ def deliver_due(
     except SmtpError as exc:
         session.rollback()
         log.warning("SMTP delivery failed: %s", exc)
-        for row_id in pending:
-            row = session.get(OutboxMessage, row_id)
-            if row is not None and row.claimed_by == owner and row.status == OutboxStatus.QUEUED:
-                outbox_rules.mark_failed_attempt(
-                    row,
-                    now=clock(),
-                    code=exc.code,
-                    error=str(exc),
-                    permanent=False,
-                    policy=policy,
-                )
-                result.retrying += 1 if row.status == OutboxStatus.QUEUED else 0
-                result.failed += 1 if row.status == OutboxStatus.FAILED else 0
-        session.commit()
-    return result
+        _fail_pending(session, pending, owner, exc, result, clock, policy)
+
+
+def _fail_pending(
+    session: Session,
+    pending: list[int],
+    owner: str,
+    exc: SmtpError,
+    result: SendResult,
+    clock: Callable[[], dt.datetime],
+    policy: outbox_rules.RetryPolicy,
+) -> None:
+    """A server that could not be reached: every row still in hand is retried later."""
+    for row_id in pending:
+        row = session.get(OutboxMessage, row_id)
+        if row is not None and row.claimed_by == owner and row.status == OutboxStatus.QUEUED:
+            outbox_rules.mark_failed_attempt(
+                row, now=clock(), code=exc.code, error=str(exc), permanent=False, policy=policy
+            )
+            result.retrying += 1 if row.status == OutboxStatus.QUEUED else 0
+            result.failed += 1 if row.status == OutboxStatus.FAILED else 0
+    session.commit()

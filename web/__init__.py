@@ -58,3 +58,5 @@ def _configure_logging(app: Flask) -> None:
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
     app.logger.setLevel(logging.INFO)
+    # One line per job run every few seconds drowns everything else; failures still log.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

@@ -15,6 +15,8 @@ from flask.cli import AppGroup
 
 from mail.imap import ImapError, ImapSettings, check_mailbox
 from mail.poller import reconcile
+from mail.transport import parse_smtp_url
+from ticketing.crypto import encrypt_secret
 from ticketing.errors import Invalid, NotFound
 from ticketing.models import Mailbox, MailboxSecurity
 from ticketing.services import mailboxes as mailbox_service
@@ -178,6 +180,35 @@ def mailboxes_set_password(name: str, imap_password_stdin: bool) -> None:
         raise click.ClickException(str(exc)) from None
     db.session.commit()
     click.echo(f"Stored a new IMAP password for mailbox {mailbox.name}.")
+
+
+@mailboxes_cli.command("set-smtp")
+@click.argument("name")
+@click.option("--clear", is_flag=True, help="Use the global HANDOFF_SMTP_URL again.")
+def mailboxes_set_smtp(name: str, clear: bool) -> None:
+    """Send this mailbox's mail through its own SMTP server.
+
+    Reads the URL (`smtp://user:pass@host:port`, `smtp+starttls://…`, `smtps://…`) from the
+    first line of standard input, so the password never appears in the shell history; it is
+    stored encrypted.
+    """
+    try:
+        mailbox = mailbox_service.get_mailbox(db.session, name)
+    except NotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    if clear:
+        mailbox.smtp_url_encrypted = ""
+        db.session.commit()
+        click.echo(f"Mailbox {mailbox.name} now sends through HANDOFF_SMTP_URL.")
+        return
+    url = sys.stdin.readline().strip()
+    try:
+        settings = parse_smtp_url(url)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    mailbox.smtp_url_encrypted = encrypt_secret(url, key=_secret_key())
+    db.session.commit()
+    click.echo(f"Mailbox {mailbox.name} now sends through {settings.where} ({settings.security}).")
 
 
 @mailboxes_cli.command("test")

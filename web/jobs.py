@@ -46,9 +46,9 @@ def _poll_mail(app: Flask) -> None:
 
 def _send_outbox(app: Flask) -> None:
     """Deliver due outbox rows, when outgoing mail is configured."""
-    from web.mail_runtime import send_outbox
+    from web.mail_runtime import has_smtp, send_outbox
 
-    if app.config.get("HANDOFF_SMTP_URL"):
+    if has_smtp(app):
         send_outbox(app)
 
 
@@ -82,6 +82,7 @@ def start_scheduler(app: Flask) -> BackgroundScheduler:
             seconds=int(app.config.get(job.seconds_setting, 3600)),
             args=(app, job),
             id=job.id,
+            name=job.id,
             max_instances=1,
             coalesce=True,
             replace_existing=True,

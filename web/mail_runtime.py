@@ -13,6 +13,7 @@ from mail.inbound import InboundSettings
 from mail.outbound import OutboundContext, SendResult, deliver_due
 from mail.poller import PollResult, default_owner, poll_all
 from mail.transport import SmtpSettings, parse_smtp_url
+from ticketing.crypto import decrypt_secret
 from ticketing.errors import Invalid
 from ticketing.models import Mailbox
 from ticketing.services import outbox as outbox_rules
@@ -72,19 +73,37 @@ def poll_mailboxes(app: Flask, *, only_due: bool = True) -> list[PollResult]:
     )
 
 
-def smtp_settings(app: Flask) -> SmtpSettings:
+def smtp_settings(app: Flask, mailbox_id: int | None = None) -> SmtpSettings:
+    """The SMTP server for mail from this mailbox: its own, else HANDOFF_SMTP_URL."""
+    if mailbox_id is not None:
+        mailbox = db.session.get(Mailbox, mailbox_id)
+        if mailbox is not None and mailbox.smtp_url_encrypted:
+            return parse_smtp_url(
+                decrypt_secret(mailbox.smtp_url_encrypted, key=app.config["SECRET_KEY"])
+            )
     url = app.config.get("HANDOFF_SMTP_URL") or ""
     if not url:
         raise Invalid("HANDOFF_SMTP_URL is not set: outgoing mail stays queued until it is.")
     return parse_smtp_url(url)
 
 
+def has_smtp(app: Flask) -> bool:
+    """Whether any outgoing mail can be delivered (globally or through a mailbox)."""
+    if app.config.get("HANDOFF_SMTP_URL"):
+        return True
+    return (
+        db.session.scalar(sa.select(Mailbox.id).where(Mailbox.smtp_url_encrypted != "")) is not None
+    )
+
+
 def send_outbox(app: Flask, *, owner: str | None = None) -> SendResult:
     """Deliver one batch of due outbox rows (the job and `flask outbox send` call this)."""
+    if not has_smtp(app):
+        raise Invalid("HANDOFF_SMTP_URL is not set: outgoing mail stays queued until it is.")
     policy = outbox_rules.RetryPolicy(max_attempts=int(app.config["HANDOFF_OUTBOX_MAX_ATTEMPTS"]))
     return deliver_due(
         db.session,
-        smtp=smtp_settings(app),
+        smtp=lambda mailbox_id: smtp_settings(app, mailbox_id),
         blobs=blobs(app),
         owner=owner or default_owner(),
         policy=policy,

@@ -582,3 +582,108 @@ def test_reply_to_an_invalid_stored_address_is_recorded_not_sent(
     assert row.status == OutboxStatus.SUPPRESSED and row.last_error.startswith("not sent:")
     assert send_outbox(app).claimed == 0 and smtp.messages == []
     assert "Not sent: not sent:" not in client.get(page).get_data(as_text=True)
+
+
+def test_agent_reply_with_attachments_goes_out_with_them(
+    app, db_session, mailbox, imap_mailbox, smtp, agent, login
+):
+    import io
+
+    from tests.conftest import csrf_token
+
+    imap_mailbox.append(
+        SUPPORT, make_email(message_id="att@x", headers={"Auto-Submitted": "auto-generated"})
+    )
+    poll(app)
+    [ticket] = tickets(db_session)
+    client = login(agent)
+    page = f"/tickets/{ticket.number}"
+    response = client.post(
+        f"{page}/messages",
+        data={
+            "csrf_token": csrf_token(client, page),
+            "composer-mode": "reply",
+            "composer-body": "Here is your invoice.",
+            "composer-status": "pending",
+            "composer-attachments": [
+                (io.BytesIO(b"%PDF-1.4 invoice"), "Rechnung M\u00e4rz.pdf", "application/pdf"),
+                (io.BytesIO(b"log line"), "../../etc/evil.log", "text/plain"),
+            ],
+        },
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 302
+    send_outbox(app)
+    [sent] = smtp.messages
+    parts = {p.get_filename(): p.get_content() for p in sent.message.iter_attachments()}
+    assert parts == {"Rechnung M\u00e4rz.pdf": b"%PDF-1.4 invoice", "evil.log": "log line"}
+
+
+def test_too_many_attachments_are_refused_with_a_clear_message(app, db_session, agent, login):
+    import io
+
+    from tests.conftest import csrf_token
+    from ticketing.models import Channel, Entry
+    from ticketing.services import conversation, customers
+
+    customer = customers.find_or_create(db_session, email="ann@example.org", name="Ann")
+    ticket = conversation.open_ticket(
+        db_session, customer=customer, subject="x", channel=Channel.WEB, now=utcnow()
+    )
+    db_session.commit()
+    client = login(agent)
+    page = f"/tickets/{ticket.number}"
+    response = client.post(
+        f"{page}/messages",
+        data={
+            "csrf_token": csrf_token(client, page),
+            "composer-mode": "note",
+            "composer-body": "files",
+            "composer-attachments": [
+                (io.BytesIO(b"x"), f"f{i}.txt", "text/plain") for i in range(11)
+            ],
+        },
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 400
+    assert "Attach at most 10 files." in response.get_data(as_text=True)
+    db_session.rollback()
+    assert db_session.scalar(sa.select(sa.func.count(Entry.id))) == 0
+
+
+def test_a_mailbox_can_send_through_its_own_smtp_server(
+    app, db_session, mailbox, imap_mailbox, smtp_server, smtp_server_auth, agent, runner
+):
+    # The global server is one aiosmtpd; the mailbox's own (with AUTH) is another.
+    app.config["HANDOFF_SMTP_URL"] = f"smtp://{smtp_server.host}:{smtp_server.port}"
+    url = f"smtp://{smtp_server_auth.username}:{smtp_server_auth.password}@{smtp_server_auth.host}:{smtp_server_auth.port}"
+    result = runner.invoke(args=["mailboxes", "set-smtp", "support"], input=url + "\n")
+    assert result.exit_code == 0, result.output
+    assert smtp_server_auth.password not in result.output
+    db_session.expire_all()
+    assert (
+        smtp_server_auth.password
+        not in db_session.get(type(mailbox), mailbox.id).smtp_url_encrypted
+    )
+
+    imap_mailbox.append(
+        SUPPORT, make_email(message_id="own-smtp@x", headers={"Auto-Submitted": "auto-generated"})
+    )
+    poll(app)
+    [ticket] = tickets(db_session)
+    reply_as_agent(app, db_session, ticket, agent)
+    assert send_outbox(app).sent == 1
+    assert len(smtp_server_auth.messages) == 1 and smtp_server.messages == []
+    assert smtp_server_auth.messages[0].auth_user == smtp_server_auth.username
+
+
+def test_without_any_smtp_server_mail_stays_queued_untouched(
+    app, db_session, mailbox, imap_mailbox, agent, runner
+):
+    app.config["HANDOFF_SMTP_URL"] = ""
+    imap_mailbox.append(SUPPORT, make_email(message_id="nosmtp@x"))
+    poll(app)
+    result = runner.invoke(args=["outbox", "send", "--once"])
+    assert result.exit_code != 0 and "HANDOFF_SMTP_URL is not set" in result.output
+    [ack] = rows(db_session)
+    assert ack.status == OutboxStatus.QUEUED and ack.attempts == 0

@@ -42,6 +42,9 @@ class Mailbox(Base):
     folder: Mapped[str] = mapped_column(sa.String(255), default="INBOX")
     move_to_folder: Mapped[str | None] = mapped_column(sa.String(255))
     is_active: Mapped[bool] = mapped_column(default=True)
+    # Outgoing mail for this mailbox's tickets goes through this SMTP server (encrypted URL);
+    # empty means the global HANDOFF_SMTP_URL.
+    smtp_url_encrypted: Mapped[str] = mapped_column(sa.Text, default="")
     # Send an acknowledgement for each new ticket from this mailbox (RFC 3834 rules apply).
     ack_enabled: Mapped[bool] = mapped_column(default=True)
     uidvalidity: Mapped[int | None] = mapped_column(sa.BigInteger)

@@ -1,7 +1,7 @@
 """Agent forms. Choices are whitelists: anything else is a validation error, not a query."""
 
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, SelectField, TextAreaField
+from wtforms import HiddenField, MultipleFileField, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
 from ticketing.models import Status
@@ -20,6 +20,7 @@ class ComposerForm(FlaskForm):
         "Message",
         validators=[DataRequired("Write a message first."), Length(max=100_000)],
     )
+    attachments = MultipleFileField("Attachments")
     status = SelectField(
         "Then set status",
         choices=options([("pending", "Pending"), ("open", "Open"), ("solved", "Solved")]),

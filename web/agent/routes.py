@@ -18,6 +18,7 @@ from web.downloads import attachment_response
 from web.extensions import db
 from web.forms import options
 from web.mail_runtime import outbound_context
+from web.uploads import store_uploads
 
 bp = Blueprint("agent", __name__)
 
@@ -87,8 +88,10 @@ def post_message(number: int) -> Response | tuple[str, int]:
                 flash(str(error), "error")
         return redirect(url_for("agent.ticket", number=number))
     now = utcnow()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    files = store_uploads(form.attachments.data, blobs=app.extensions["handoff_blobs"])
     if form.mode.data == "note":
-        conversation.add_note(t, actor=_me(), body_text=form.body.data, now=now)
+        conversation.add_note(t, actor=_me(), body_text=form.body.data, now=now, attachments=files)
         flash("Note added.", "info")
     else:
         outbound.reply(
@@ -98,7 +101,8 @@ def post_message(number: int) -> Response | tuple[str, int]:
             body_text=form.body.data,
             now=now,
             status=Status(form.status.data),
-            ctx=outbound_context(current_app._get_current_object()),  # type: ignore[attr-defined]
+            ctx=outbound_context(app),
+            attachments=files,
         )
         flash("Reply queued for sending.", "info")
     db.session.commit()
