@@ -106,11 +106,15 @@ def test_mailto_links_survive() -> None:
     )
 
 
+# Bounds are on this process's CPU time, not the wall clock: an algorithmic blow-up (the point
+# of these tests) shows in both, but other work on a 2-core machine only in the latter.
+
+
 def test_deeply_nested_html_is_shown_as_text_in_bounded_time() -> None:
-    start = time.perf_counter()
+    start = time.process_time()
     cleaned = sanitize_html("<ul><li>" * 20_000 + "deep")
 
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
     assert "deep" in cleaned
 
 
@@ -140,7 +144,7 @@ def test_html_to_text_keeps_preformatted_line_breaks() -> None:
 
 @pytest.mark.parametrize("unit", ["<a ", "<!--", "<![CDATA[", "</", '<a b="', "<div>", "<"])
 def test_html_to_text_is_linear_on_unterminated_constructs(unit: str) -> None:
-    start = time.perf_counter()
+    start = time.process_time()
     html_to_text(unit * 200_000)
 
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0

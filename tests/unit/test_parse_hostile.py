@@ -27,9 +27,10 @@ def message(headers: str | bytes, body: str | bytes = b"Hello\r\n") -> bytes:
 
 
 def timed_parse(raw: bytes) -> ParsedEmail:
-    start = time.perf_counter()
+    # CPU time of this process: a blow-up shows, other load on the machine does not.
+    start = time.process_time()
     parsed = parse(raw)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert elapsed < TIME_BOUND, f"parse took {elapsed:.2f}s"
     return parsed
 
