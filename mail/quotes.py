@@ -229,10 +229,28 @@ def _attribution_span(lines: list[str], index: int) -> int:
 _PLAUSIBLE_START = re.compile(rf"^\s*(?:(?:{_ATTRIBUTION_OPENERS})\b|.*[\d@])", re.IGNORECASE)
 
 
+# Every alternative of the two attribution patterns is anchored at the end (`\s*$`) and ends
+# in ":" ("… wrote:", "… <a@b>:"), ">" (a date-and-address line without its colon), "-"
+# ("---- X wrote ----") or a verb of `_WROTE` ("On <date>, <addr> wrote" without a colon).
+# A line ending otherwise cannot match either, and that is nearly every line of a message:
+# checking the end first spares the costly lazy `.{0,300}?` scans of both patterns.
+_ATTRIBUTION_ENDINGS = (":", ">", "-")
+_ENDS_WITH_WROTE = re.compile(rf"(?:{_WROTE})\Z", re.IGNORECASE)
+
+
+def _could_be_attribution(joined: str) -> bool:
+    """A cheap necessary condition for `_ATTRIBUTION` or `_DATE_ADDRESS_ATTRIBUTION`."""
+    tail = joined.rstrip()  # the patterns' trailing `\s*` (same whitespace as str.isspace)
+    return tail.endswith(_ATTRIBUTION_ENDINGS) or _ENDS_WITH_WROTE.search(tail) is not None
+
+
 def _matches_attribution(chunk: list[str]) -> bool:
     joined = " ".join(
         _strip_quote(line).strip() if _is_quoted(line) else line.strip() for line in chunk
     )
+    # The substitution below only touches spaces after "<", never how the text ends.
+    if not _could_be_attribution(joined):
+        return False
     joined = re.sub(r"<\s+", "<", joined)  # "Name <" + newline + "address>:"
     if len(joined) > 400:
         return False
@@ -282,7 +300,9 @@ def _split_shared_lines(lines: list[str]) -> list[str]:
     """Put an attribution that shares its line with reply text onto its own line."""
     out: list[str] = []
     for line in lines:
-        match = _SHARED_LINE.match(line) if not _is_quoted(line) else None
+        # `_SHARED_LINE` ends with ":" and needs "On": test that first, it is much cheaper.
+        could_share = "On" in line and line.rstrip().endswith(":") and not _is_quoted(line)
+        match = _SHARED_LINE.match(line) if could_share else None
         if match and not re.match(r"\s*on\s", line, re.IGNORECASE):
             out.extend([match.group("reply"), match.group("attribution").strip()])
         else:

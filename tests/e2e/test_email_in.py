@@ -208,7 +208,7 @@ def test_signed_reply_address_threads_and_a_tampered_one_does_not(
 
 
 def test_cc_colleague_is_recorded_and_can_follow_up_by_subject(
-    app, db_session, mailbox, imap_mailbox
+    app, db_session, mailbox, imap_mailbox, agent, login
 ):
     imap_mailbox.append(SUPPORT, make_email(cc="Bob <bob@example.org>", message_id="c1@x"))
     poll(app)
@@ -227,6 +227,9 @@ def test_cc_colleague_is_recorded_and_can_follow_up_by_subject(
     assert last.author_customer.email == "bob@example.org"
     assert last.threaded_by.endswith("sender is a participant")
     assert same.customer.email == "ann@example.org"  # the ticket stays Ann's
+    page = login(agent).get(f"/tickets/{same.number}").get_data(as_text=True)
+    also = page.split("Also in this conversation")[1].split("</ul>")[0]
+    assert "bob@example.org" in also
 
 
 def test_reply_to_solved_ticket_reopens_but_an_autoreply_does_not(

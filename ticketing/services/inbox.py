@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ticketing.errors import Invalid, NotFound
-from ticketing.models import Agent, Entry, Status, Ticket
+from ticketing.models import Agent, Customer, Entry, Participant, Status, Ticket
 
 ACTIVE = (Status.NEW, Status.OPEN, Status.PENDING)
 
@@ -122,6 +122,18 @@ def other_tickets(session: Session, ticket: Ticket, *, limit: int = 10) -> list[
             .where(Ticket.customer_id == ticket.customer_id, Ticket.id != ticket.id)
             .order_by(Ticket.updated_at.desc())
             .limit(limit)
+        )
+    )
+
+
+def participants(session: Session, ticket: Ticket) -> list[Customer]:
+    """People besides the customer who are part of the conversation (CC'd colleagues)."""
+    return list(
+        session.scalars(
+            sa.select(Customer)
+            .join(Participant, Participant.customer_id == Customer.id)
+            .where(Participant.ticket_id == ticket.id)
+            .order_by(Participant.id)
         )
     )
 

@@ -71,6 +71,7 @@ def ticket(number: int) -> str:
         deliveries=outbox_rules.for_entries(db.session, [e.id for e in history]),
         retry_form=EmptyForm(),
         others=queries.other_tickets(db.session, t),
+        participants=queries.participants(db.session, t),
         composer=ComposerForm(prefix="composer"),
         status_form=status_form,
         assign_form=assign_form,
