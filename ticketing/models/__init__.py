@@ -15,10 +15,12 @@ from ticketing.models.tickets import (
     Status,
     Ticket,
 )
+from ticketing.models.workspace import ApiToken, SavedReply, Tag, ticket_tags
 
 __all__ = [
     "Agent",
     "AgentRole",
+    "ApiToken",
     "Attachment",
     "Channel",
     "Counter",
@@ -34,7 +36,10 @@ __all__ = [
     "Priority",
     "Receipt",
     "ReceiptStatus",
+    "SavedReply",
     "Status",
     "Suppression",
+    "Tag",
     "Ticket",
+    "ticket_tags",
 ]

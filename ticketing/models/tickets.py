@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ticketing.models.attachments import Attachment
     from ticketing.models.mailboxes import Mailbox
     from ticketing.models.people import Agent, Customer
+    from ticketing.models.workspace import Tag
 
 
 class Status(enum.StrEnum):
@@ -92,10 +93,15 @@ class Ticket(Base):
     closed_at: Mapped[dt.datetime | None]
     # A reply to a closed ticket opens a new ticket that points back at the old one.
     follows_up_id: Mapped[int | None] = mapped_column(sa.ForeignKey("tickets.id"))
+    # Set when this ticket was merged into another: its history now lives there.
+    merged_into_id: Mapped[int | None] = mapped_column(sa.ForeignKey("tickets.id"))
 
     customer: Mapped[Customer] = relationship(lazy="joined", innerjoin=True)
-    assignee: Mapped[Agent | None] = relationship(lazy="joined")
+    assignee: Mapped[Agent | None] = relationship(lazy="joined", foreign_keys=[assignee_id])
     mailbox: Mapped[Mailbox | None] = relationship()
+    tags: Mapped[list[Tag]] = relationship(
+        secondary="ticket_tags", lazy="selectin", order_by="Tag.name"
+    )
     entries: WriteOnlyMapped[Entry] = relationship(
         back_populates="ticket", order_by="Entry.id", passive_deletes=True
     )

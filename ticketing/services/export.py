@@ -59,6 +59,8 @@ def ticket_record(ticket: Ticket, entries: list[Entry]) -> dict[str, Any]:
             if ticket.assignee
             else None
         ),
+        "tags": [tag.name for tag in ticket.tags],
+        "merged_into": None,
         "created_at": _iso(ticket.created_at),
         "updated_at": _iso(ticket.updated_at),
         "first_response_at": _iso(ticket.first_response_at),
