@@ -330,7 +330,13 @@ def deliver_due(
             session.execute(
                 sa.update(OutboxMessage)
                 .where(OutboxMessage.id.in_(group), OutboxMessage.claimed_by == owner)
-                .values(claimed_by=None, claimed_until=None, last_error=f"not sent yet: {exc}")
+                .values(
+                    claimed_by=None,
+                    claimed_until=None,
+                    # Not an attempt, but not due again at once either: no busy loop.
+                    next_attempt_at=clock() + policy.base,
+                    last_error=f"not sent yet: {exc}",
+                )
                 .execution_options(synchronize_session=False)
             )
             session.commit()

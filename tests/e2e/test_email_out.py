@@ -687,3 +687,32 @@ def test_without_any_smtp_server_mail_stays_queued_untouched(
     assert result.exit_code != 0 and "HANDOFF_SMTP_URL is not set" in result.output
     [ack] = rows(db_session)
     assert ack.status == OutboxStatus.QUEUED and ack.attempts == 0
+
+
+def test_mail_with_no_smtp_server_for_it_waits_without_a_busy_loop(
+    app, db_session, mailbox, smtp_server_auth, agent, runner
+):
+    from ticketing.models import Channel
+    from ticketing.services import conversation, customers
+
+    # Only the mailbox has a server; a web-form ticket (no mailbox) has none to go through.
+    app.config["HANDOFF_SMTP_URL"] = ""
+    url = f"smtp://{smtp_server_auth.username}:{smtp_server_auth.password}@{smtp_server_auth.host}:{smtp_server_auth.port}"
+    assert runner.invoke(args=["mailboxes", "set-smtp", "support"], input=url + "\n").exit_code == 0
+    customer = customers.find_or_create(db_session, email="web@example.org", name="Web")
+    ticket = conversation.open_ticket(
+        db_session, customer=customer, subject="web form", channel=Channel.WEB, now=utcnow()
+    )
+    db_session.commit()
+    reply_as_agent(app, db_session, ticket, agent)
+
+    result = runner.invoke(args=["outbox", "send", "--once"])  # must terminate
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "1 due, 0 sent, 1 to retry, 0 failed",
+        "0 due, 0 sent, 0 to retry, 0 failed",  # not due again at once: the loop ends
+    ]
+    [row] = rows(db_session)
+    assert row.status == OutboxStatus.QUEUED and row.attempts == 0
+    assert row.next_attempt_at > utcnow() and "HANDOFF_SMTP_URL is not set" in row.last_error
