@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import binascii
 import datetime as dt
+import functools
 import html as html_lib
 import re
 from collections.abc import Callable
@@ -410,11 +411,33 @@ class _BoundedPolicy(EmailPolicy):
     """
 
     def header_fetch_parse(self, name: str, value: str) -> Any:
+        if (
+            isinstance(value, str)
+            and not hasattr(value, "name")  # not already a header object
+            and name.lower() in _MEMOIZED_HEADERS
+        ):
+            return _parsed_header(self, name, value)
+        return self._defused_fetch_parse(name, value)
+
+    def _defused_fetch_parse(self, name: str, value: str) -> Any:
         if isinstance(value, str) and (
             len(value) > MAX_STRUCTURED_HEADER or value.count("(") > 32 or value.count("\\") > 64
         ):
             value = re.sub(r"[()\\]", "", value[:MAX_STRUCTURED_HEADER])
         return super().header_fetch_parse(name, value)
+
+
+# `email` re-parses a part's Content-Type through the header registry on every
+# `get_content_type()`, `get_param()`, `get_filename()`... — the feed parser alone asks about
+# seven times per part, and the same few values recur across messages. The parsed header
+# objects are immutable, so equal (name, value) pairs can share one. Bounded: at most
+# MAX_STRUCTURED_HEADER characters are parsed per entry.
+_MEMOIZED_HEADERS = frozenset({"content-type", "content-disposition", "content-transfer-encoding"})
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_header(policy: _BoundedPolicy, name: str, value: str) -> Any:
+    return policy._defused_fetch_parse(name, value)
 
 
 _POLICY = _BoundedPolicy()

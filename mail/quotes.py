@@ -241,7 +241,11 @@ _ENDS_WITH_WROTE = re.compile(rf"(?:{_WROTE})\Z", re.IGNORECASE)
 def _could_be_attribution(joined: str) -> bool:
     """A cheap necessary condition for `_ATTRIBUTION` or `_DATE_ADDRESS_ATTRIBUTION`."""
     tail = joined.rstrip()  # the patterns' trailing `\s*` (same whitespace as str.isspace)
-    return tail.endswith(_ATTRIBUTION_ENDINGS) or _ENDS_WITH_WROTE.search(tail) is not None
+    if tail.endswith(_ATTRIBUTION_ENDINGS):
+        return True
+    # A verb of `_WROTE` spans at most two words ("a écrit"), so the last two are enough;
+    # searching the whole line from every position would cost as much as the patterns.
+    return _ENDS_WITH_WROTE.search(" ".join(tail.rsplit(None, 2)[-2:])) is not None
 
 
 def _matches_attribution(chunk: list[str]) -> bool:

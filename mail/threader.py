@@ -72,7 +72,13 @@ def is_participant(session: Session, ticket: Ticket, customer: Customer | None) 
 
 
 def _by_number(session: Session, number: int) -> Ticket | None:
-    return session.scalar(sa.select(Ticket).where(Ticket.number == number))
+    """The ticket with this number — or, if it was merged, the ticket it was merged into."""
+    ticket = session.scalar(sa.select(Ticket).where(Ticket.number == number))
+    for _ in range(10):  # merge chains are short; bounded against a cycle
+        if ticket is None or ticket.merged_into_id is None:
+            break
+        ticket = session.get(Ticket, ticket.merged_into_id)
+    return ticket
 
 
 def decide(

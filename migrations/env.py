@@ -27,6 +27,12 @@ def render_item(type_, obj, autogen_context):
     return False
 
 
+def _not_search_object(name, type_, parent_names):
+    from ticketing.search import is_search_object
+
+    return not is_search_object(name, type_)
+
+
 def run_migrations_online():
     def process_revision_directives(context, revision, directives):
         # Never write an empty migration from `flask db migrate`.
@@ -39,6 +45,9 @@ def run_migrations_online():
     conf_args = dict(current_app.extensions["migrate"].configure_args)
     conf_args.setdefault("process_revision_directives", process_revision_directives)
     conf_args.setdefault("render_item", render_item)
+    # The full-text search objects (FTS5 table, triggers, tsvector) live outside the models'
+    # metadata; autogenerate must not try to drop them.
+    conf_args.setdefault("include_name", _not_search_object)
 
     with target_db.engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_db.metadata, **conf_args)

@@ -35,15 +35,21 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from web import auth, cli, errors, health, security, templating
     from web.admin import routes as admin_routes
+    from web.agent import email_view
     from web.agent import routes as agent_routes
+    from web.api import bp as api_bp
+    from web.proxy import bp as proxy_bp
 
     security.init_app(app)
     templating.init_app(app)
     errors.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(agent_routes.bp)
+    app.register_blueprint(email_view.bp)
+    app.register_blueprint(proxy_bp)
     app.register_blueprint(admin_routes.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(api_bp)
     cli.init_app(app)
     return app
 

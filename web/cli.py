@@ -9,6 +9,7 @@ import json
 import os
 import secrets
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -65,6 +66,68 @@ def agents_list() -> None:
         click.echo(f"{agent.email}\t{agent.name}\t{agent.role.value}")
 
 
+def _agent_by_email(email: str):  # type: ignore[no-untyped-def]
+    import sqlalchemy as sa
+
+    from ticketing.models import Agent
+    from ticketing.models.people import normalize_email
+
+    agent = db.session.scalar(sa.select(Agent).where(Agent.email == normalize_email(email)))
+    if agent is None:
+        raise click.ClickException(f"No agent has the email {email}.")
+    return agent
+
+
+@agents_cli.command("token")
+@click.argument("email")
+@click.option("--name", default="", help="What the token is for (shown by `agents tokens`).")
+def agents_token(email: str, name: str) -> None:
+    """Create an API token for an agent and print it once (only its hash is kept)."""
+    from ticketing.services import api_tokens
+
+    try:
+        token, plaintext = api_tokens.create_token(
+            db.session, _agent_by_email(email), name=name, now=utcnow()
+        )
+    except Invalid as exc:
+        raise click.ClickException(str(exc)) from exc
+    db.session.commit()
+    click.echo(plaintext)
+    click.echo(
+        f"API token {token.id} for {token.agent.email}. Copy it now: it will not be shown again.",
+        err=True,
+    )
+
+
+@agents_cli.command("tokens")
+@click.argument("email")
+def agents_tokens(email: str) -> None:
+    """List an agent's API tokens: id, name, created, last used, revoked (never the secret)."""
+    from ticketing.services import api_tokens
+
+    for token in api_tokens.list_tokens(db.session, _agent_by_email(email)):
+        used = token.last_used_at.isoformat() if token.last_used_at else "never"
+        revoked = token.revoked_at.isoformat() if token.revoked_at else "no"
+        click.echo(
+            f"{token.id}\t{token.name or '-'}\t{token.created_at.isoformat()}\t{used}\t{revoked}"
+        )
+
+
+@agents_cli.command("revoke-token")
+@click.argument("token_id", metavar="ID", type=int)
+def agents_revoke_token(token_id: int) -> None:
+    """Revoke an API token for good (its id is in `agents tokens`)."""
+    from ticketing.errors import NotFound
+    from ticketing.services import api_tokens
+
+    try:
+        token = api_tokens.revoke_token(db.session, token_id, now=utcnow())
+    except NotFound as exc:
+        raise click.ClickException(f"No API token has the id {token_id}.") from exc
+    db.session.commit()
+    click.echo(f"Revoked API token {token.id} of {token.agent.email}.")
+
+
 @tickets_cli.command("export")
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False, writable=True), help="File (default stdout)."
@@ -85,8 +148,25 @@ def tickets_export(output: str | None) -> None:
 
 
 @demo_cli.command("seed")
-def demo_seed() -> None:
-    """Create the demo agent and tickets once, and print the demo sign-in."""
+@click.option(
+    "--tickets",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Also add this many synthetic tickets (about 5 entries each, two years of history).",
+)
+@click.option(
+    "--seed",
+    "random_seed",
+    type=int,
+    default=42,
+    show_default=True,
+    help="Random seed for the synthetic tickets (same seed, same data).",
+)
+def demo_seed(tickets: int, random_seed: int) -> None:
+    """Create the demo agent and tickets once, and print the demo sign-in.
+
+    With --tickets N, also add N synthetic tickets in bulk (each run adds N more).
+    """
     password_file = Path(current_app.config["HANDOFF_DATA_DIR"]) / "demo-admin-password"
     if password_file.exists():
         password = password_file.read_text().strip()
@@ -99,6 +179,22 @@ def demo_seed() -> None:
     created = demo.seed(db.session, admin_password=password, now=utcnow())
     db.session.commit()
     click.echo("Demo data created." if created else "Demo data already present.")
+    if tickets:
+        started = time.monotonic()
+
+        def _progress(done: int) -> None:
+            db.session.commit()
+            click.echo(f"  {done}/{tickets} tickets", err=True)
+
+        summary = demo.seed_scale(
+            db.session, tickets=tickets, now=utcnow(), seed=random_seed, on_chunk=_progress
+        )
+        db.session.commit()
+        click.echo(
+            f"Added {summary.tickets} tickets (#{summary.first_number}-#{summary.last_number}),"
+            f" {summary.entries} entries, {summary.customers} customers"
+            f" in {time.monotonic() - started:.1f} s."
+        )
     click.echo(
         f"\n  Sign in at {current_app.config['HANDOFF_BASE_URL']}/login\n"
         f"  Email:    {demo.DEMO_ADMIN_EMAIL}\n  Password: {password}\n"

@@ -757,3 +757,23 @@ def test_maildir_import(app, db_session, runner, tmp_path):
     assert len(tickets(db_session)) == 1
     bad = runner.invoke(args=["mail", "import", str(tmp_path)])
     assert bad.exit_code != 0 and "not a Maildir" in bad.output
+
+
+def test_reply_to_a_merged_ticket_lands_on_the_ticket_it_was_merged_into(
+    app, db_session, mailbox, imap_mailbox, agent
+):
+    from ticketing.services import actions
+
+    imap_mailbox.append(SUPPORT, make_email(message_id="m-a@x", subject="First question"))
+    imap_mailbox.append(SUPPORT, make_email(message_id="m-b@x", subject="Same problem again"))
+    poll(app)
+    first, second = tickets(db_session)
+    actions.merge(db_session, first, into=second.number, actor=agent, now=utcnow())
+    db_session.commit()
+    imap_mailbox.append(
+        SUPPORT,
+        make_email(message_id="m-c@x", subject=f"Re: [#{first.number}] First question"),
+    )
+    poll(app)
+    assert len(tickets(db_session)) == 2  # no new ticket
+    assert entries(db_session, second)[-1].message_id == "m-c@x"

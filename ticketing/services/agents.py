@@ -1,20 +1,30 @@
-"""Agents: creation, passwords (argon2id) and sign-in with a lockout on repeated failures."""
+"""Agents: creation, passwords (argon2id) and sign-in with a lockout on repeated failures.
+
+Also what an admin does to the team: invite (a temporary password shown once), change a
+role, deactivate and reactivate, always keeping at least one active admin.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import secrets
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.orm import Session
 
+from ticketing.db import utcnow
 from ticketing.errors import Invalid, RateLimited
 from ticketing.models import Agent, AgentRole
 from ticketing.models.people import normalize_email
+from ticketing.services.api_tokens import revoke_agent_tokens
 
 MIN_PASSWORD_LENGTH = 10
+# Temporary passwords: no look-alike characters (0/o, 1/l/i), so they can be read aloud or
+# copied by hand; 20 of these 31 symbols are about 99 bits.
+_TEMPORARY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 MAX_FAILED_LOGINS = 5
 LOCKOUT = dt.timedelta(minutes=15)
 
@@ -97,3 +107,112 @@ def _verify(password_hash: str, password: str) -> bool:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+def temporary_password() -> str:
+    """A random password to hand to someone once, like ``k7fq2-mx9pd-3hzta-wq4ne``."""
+    groups = ("".join(secrets.choice(_TEMPORARY_ALPHABET) for _ in range(5)) for _ in range(4))
+    return "-".join(groups)
+
+
+def list_agents(session: Session) -> list[Agent]:
+    """Every agent, active ones first, then by name."""
+    return list(
+        session.scalars(
+            sa.select(Agent).order_by(Agent.is_active.desc(), sa.func.lower(Agent.name), Agent.id)
+        )
+    )
+
+
+def invite_agent(
+    session: Session, *, email: str, name: str, role: AgentRole = AgentRole.AGENT
+) -> tuple[Agent, str]:
+    """Add an agent with a random temporary password; return both.
+
+    The password is not stored anywhere but as its hash: the caller shows it once to the
+    admin, who hands it over. Raises Invalid like `create_agent`. Enqueues nothing (there is
+    no invitation email).
+    """
+    password = temporary_password()
+    agent = create_agent(session, email=email, name=name, password=password, role=role)
+    return agent, password
+
+
+def change_role(session: Session, agent: Agent, *, role: AgentRole) -> Agent:
+    """Make `agent` an admin or a plain agent.
+
+    Raises Invalid when that would leave no active admin (nobody could manage Handoff).
+    """
+    role = AgentRole(role)
+    if agent.role == role:
+        return agent
+    if agent.is_admin and agent.is_active:
+        _keep_an_active_admin(session, agent)
+    agent.role = role
+    session.flush()
+    return agent
+
+
+def deactivate_agent(session: Session, agent: Agent) -> Agent:
+    """Stop `agent` from signing in and end every session they have, for good.
+
+    The password hash is replaced by an unusable random marker: sessions carry a fragment of
+    the hash (see `web.security.SessionAgent`), so even after a later reactivation no old
+    session (or a cookie copied from a lost laptop) comes back. Reactivation issues a new
+    temporary password. Raises Invalid for the last active admin.
+    """
+    if not agent.is_active:
+        return agent
+    if agent.is_admin:
+        _keep_an_active_admin(session, agent)
+    agent.is_active = False
+    # Not an argon2 hash, so no password verifies against it (`_verify` returns False).
+    agent.password_hash = "!deactivated$" + secrets.token_hex(16)
+    agent.failed_logins = 0
+    agent.locked_until = None
+    # API tokens end with the sessions: reactivation must not bring them back.
+    revoke_agent_tokens(session, agent, now=utcnow())
+    session.flush()
+    return agent
+
+
+def reactivate_agent(session: Session, agent: Agent) -> tuple[Agent, str]:
+    """Let a deactivated agent sign in again with a new temporary password; return both."""
+    if agent.is_active:
+        raise Invalid(f"{agent.name} is already active.")
+    agent.is_active = True
+    password = reset_password(session, agent)
+    return agent, password
+
+
+def reset_password(session: Session, agent: Agent) -> str:
+    """Give `agent` a new temporary password (returned, to show once).
+
+    Every existing session of the agent ends, since the password hash changed; a sign-in
+    lockout is lifted.
+    """
+    password = temporary_password()
+    set_password(agent, password)
+    agent.failed_logins = 0
+    agent.locked_until = None
+    session.flush()
+    return password
+
+
+def _keep_an_active_admin(session: Session, agent: Agent) -> None:
+    """Raise Invalid unless an active admin other than `agent` remains.
+
+    The active admins' rows are locked (PostgreSQL; SQLite writers are serialised anyway),
+    so two admins demoting each other at the same moment cannot both succeed.
+    """
+    admins = session.scalars(
+        sa.select(Agent.id)
+        .where(Agent.role == AgentRole.ADMIN, Agent.is_active.is_(True))
+        .order_by(Agent.id)
+        .with_for_update()
+    ).all()
+    if not [agent_id for agent_id in admins if agent_id != agent.id]:
+        raise Invalid(
+            f"{agent.name} is the only active admin, and Handoff needs at least one."
+            " Make another agent an admin first."
+        )

@@ -114,7 +114,13 @@ def add_customer_message(
     """
     if not kind.is_from_customer:
         raise Invalid("not a customer message kind")
-    entry = _add_entry(
+    # The ticket changes first, so the flush in `_add_entry` writes them with the entry
+    # (one UPDATE of the ticket) rather than leaving them to the next flush.
+    ticket.preview = preview_of(body_text) or ticket.preview
+    if reopen and ticket.status in (Status.PENDING, Status.SOLVED):
+        ticket.status = Status.OPEN
+        ticket.solved_at = None
+    return _add_entry(
         ticket,
         kind=kind,
         now=now,
@@ -130,11 +136,6 @@ def add_customer_message(
         flags=flags,
         raw_sha256=raw_sha256,
     )
-    ticket.preview = preview_of(body_text) or ticket.preview
-    if reopen and ticket.status in (Status.PENDING, Status.SOLVED):
-        ticket.status = Status.OPEN
-        ticket.solved_at = None
-    return entry
 
 
 def reply(
@@ -153,6 +154,7 @@ def reply(
     Enqueues nothing itself; the email-out layer turns the returned entry into an outbox row
     in the same transaction.
     """
+    _require_not_merged(ticket)
     _require_text(body_text)
     entry = _add_entry(
         ticket,
@@ -198,6 +200,7 @@ def add_note(
     attachments: Iterable[NewAttachment] = (),
 ) -> Entry:
     """An internal note: visible to agents only, never emailed to the customer."""
+    _require_not_merged(ticket)
     _require_text(body_text)
     return _add_entry(
         ticket,
@@ -222,6 +225,7 @@ def set_status(
     ticket: Ticket, status: Status, *, actor: Agent | None, now: dt.datetime, record: bool = True
 ) -> Ticket:
     """Change the status, keeping solved/closed times right, and note it in the history."""
+    _require_not_merged(ticket)
     if ticket.status == status:
         return ticket
     ticket.status = status
@@ -242,6 +246,7 @@ def set_status(
 
 def assign(ticket: Ticket, assignee: Agent | None, *, actor: Agent, now: dt.datetime) -> Ticket:
     """Assign the ticket (None unassigns) and note it in the history."""
+    _require_not_merged(ticket)
     if ticket.assignee_id == (assignee.id if assignee else None):
         return ticket
     ticket.assignee = assignee
@@ -249,6 +254,12 @@ def assign(ticket: Ticket, assignee: Agent | None, *, actor: Agent, now: dt.date
     text = f"Assigned to {assignee.name}" if assignee else "Unassigned"
     record_event(ticket, text=text, now=now, actor=actor)
     return ticket
+
+
+def _require_not_merged(ticket: Ticket) -> None:
+    """A merged ticket is history: its conversation continues on the ticket it joined."""
+    if ticket.merged_into_id is not None:
+        raise Invalid(f"Ticket #{ticket.number} was merged into another ticket; work on that one.")
 
 
 def _require_text(body_text: str) -> None:

@@ -46,7 +46,11 @@ def entry_record(entry: Entry) -> dict[str, Any]:
     }
 
 
-def ticket_record(ticket: Ticket, entries: list[Entry]) -> dict[str, Any]:
+def ticket_record(
+    ticket: Ticket, entries: list[Entry], *, merged_into: int | None = None
+) -> dict[str, Any]:
+    """One ticket as an export record; `merged_into` is the number of the ticket it was merged
+    into (its entries are exported there), or None."""
     return {
         "number": ticket.number,
         "subject": ticket.subject,
@@ -60,7 +64,7 @@ def ticket_record(ticket: Ticket, entries: list[Entry]) -> dict[str, Any]:
             else None
         ),
         "tags": [tag.name for tag in ticket.tags],
-        "merged_into": None,
+        "merged_into": merged_into,
         "created_at": _iso(ticket.created_at),
         "updated_at": _iso(ticket.updated_at),
         "first_response_at": _iso(ticket.first_response_at),
@@ -86,7 +90,16 @@ def iter_ticket_records(session: Session, *, batch_size: int = 200) -> Iterator[
         ).all()
         for entry in entries:
             by_ticket[entry.ticket_id].append(entry)
+        merged_ids = {t.merged_into_id for t in tickets if t.merged_into_id is not None}
+        numbers = dict(
+            session.execute(sa.select(Ticket.id, Ticket.number).where(Ticket.id.in_(merged_ids)))
+            .tuples()
+            .all()
+            if merged_ids
+            else []
+        )
         for ticket in tickets:
-            yield ticket_record(ticket, by_ticket[ticket.id])
+            merged_into = numbers.get(ticket.merged_into_id) if ticket.merged_into_id else None
+            yield ticket_record(ticket, by_ticket[ticket.id], merged_into=merged_into)
         last_id = tickets[-1].id
         session.expunge_all()

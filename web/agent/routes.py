@@ -9,11 +9,21 @@ from werkzeug.wrappers import Response
 from mail import outbound
 from ticketing.db import utcnow
 from ticketing.errors import Invalid
-from ticketing.models import Agent, Attachment, Entry, OutboxMessage, Status
+from ticketing.models import (
+    Agent,
+    Attachment,
+    Channel,
+    Entry,
+    OutboxMessage,
+    Priority,
+    Status,
+    Ticket,
+)
 from ticketing.services import conversation
 from ticketing.services import inbox as queries
 from ticketing.services import outbox as outbox_rules
 from web.agent.forms import AssignForm, ComposerForm, EmptyForm, StatusForm
+from web.agent.inbox_params import InboxParams
 from web.downloads import attachment_response
 from web.extensions import db
 from web.forms import options
@@ -40,22 +50,44 @@ def home() -> Response:
 
 @bp.get("/tickets")
 def inbox() -> str:
-    try:
-        view = queries.View(request.args.get("view", queries.View.OPEN.value))
-    except ValueError:
-        view = queries.View.OPEN
-    page = queries.list_tickets(
-        db.session, view=view, agent=_me(), cursor=request.args.get("after") or None
-    )
-    counts = queries.view_counts(db.session, agent=_me())
+    params = InboxParams.parse(request.args)
+    if params.q:
+        found = queries.search_tickets(db.session, params.q, agent=_me(), filters=params.filters)
+        page = queries.Page(found, None, params.sort, params.filters)
+    else:
+        page = queries.list_tickets(
+            db.session,
+            view=params.view,
+            agent=_me(),
+            cursor=params.cursor,
+            sort=params.sort,
+            filters=params.filters,
+        )
     return render_template(
-        "agent/inbox.html", view=view, views=list(queries.View), page=page, counts=counts
+        "agent/inbox.html",
+        params=params,
+        view=params.view,
+        views=list(queries.View),
+        page=page,
+        counts=queries.view_counts(db.session, agent=_me()),
+        count_cap=queries.COUNT_CAP,
+        choices=queries.filter_choices(db.session),
+        sorts=list(queries.Sort),
+        statuses=list(Status),
+        priorities=list(Priority),
+        channels=list(Channel),
+        page_size=queries.PAGE_SIZE,
     )
 
 
 @bp.get("/tickets/<int:number>")
 def ticket(number: int) -> str:
     t = queries.get_ticket(db.session, number)
+    return _ticket_page(t, composer=ComposerForm(prefix="composer"))
+
+
+def _ticket_page(t: Ticket, *, composer: ComposerForm, collision: str | None = None) -> str:
+    """The ticket page; after a reply collision, with the agent's text and the warning."""
     assign_form = AssignForm(prefix="assign")
     agents = queries.active_agents(db.session)
     assign_form.assignee.choices = options(
@@ -72,10 +104,11 @@ def ticket(number: int) -> str:
         retry_form=EmptyForm(),
         others=queries.other_tickets(db.session, t),
         participants=queries.participants(db.session, t),
-        composer=ComposerForm(prefix="composer"),
+        composer=composer,
         status_form=status_form,
         assign_form=assign_form,
         flag_labels=FLAG_LABELS,
+        **ticket_actions.page_context(t, history, composer, collision=collision),
     )
 
 
@@ -88,6 +121,8 @@ def post_message(number: int) -> Response | tuple[str, int]:
             for error in errors:
                 flash(str(error), "error")
         return redirect(url_for("agent.ticket", number=number))
+    if form.mode.data != "note" and (collision := ticket_actions.reply_collision(t)):
+        return _ticket_page(t, composer=form, collision=collision), 409
     now = utcnow()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     files = store_uploads(form.attachments.data, blobs=app.extensions["handoff_blobs"])
@@ -183,7 +218,8 @@ def raw_entry(entry_id: int) -> Response:
 
 @bp.get("/attachments/<int:attachment_id>/<path:filename>")
 def attachment(attachment_id: int, filename: str) -> Response:
-    """Download an attachment: always as a download, never rendered or sniffed."""
+    """Download an attachment: always as a download, never rendered or sniffed; with
+    `?inline=1` a PNG/JPEG/GIF/WebP is shown inline (email `cid:` images), nothing else."""
     att = db.session.get(Attachment, attachment_id)
     if att is None:
         abort(404)
@@ -192,4 +228,13 @@ def attachment(attachment_id: int, filename: str) -> Response:
         data = blobs.get(att.sha256)
     except FileNotFoundError:
         abort(404)
-    return attachment_response(data, filename=att.filename, content_type=att.content_type)
+    return attachment_response(
+        data,
+        filename=att.filename,
+        content_type=att.content_type,
+        inline=request.args.get("inline") == "1",
+    )
+
+
+# Ticket actions (priority, tags, merge, detach, bulk, saved replies) add their routes to `bp`.
+from web.agent import actions as ticket_actions  # noqa: E402
