@@ -50,7 +50,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchlib import ROOT, BenchError, database
+from benchlib import flask as _flask
+from benchlib import tail as _tail
+from benchlib import venv_bin as _venv_bin
+
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/test"
 AGENT_EMAIL = "bench@handoff.example"
 AGENT_PASSWORD = "bench-" + secrets.token_urlsafe(12)
@@ -66,10 +70,6 @@ SEARCHES = [
     "dark mode",
     "carrier depot",
 ]
-
-
-class BenchError(RuntimeError):
-    """A step failed; the message says which, with the tail of its output."""
 
 
 @dataclass
@@ -127,65 +127,6 @@ def _percentile(values: list[float], pct: float) -> float:
 
 
 # -- subprocesses --------------------------------------------------------------------------
-
-
-def _venv_bin(name: str) -> str:
-    path = ROOT / ".venv" / "bin" / name
-    return str(path) if path.exists() else name
-
-
-def _tail(text: str, lines: int = 25) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def _flask(*args: str, env: dict[str, str], stdin: str | None = None) -> str:
-    done = subprocess.run(
-        [_venv_bin("flask"), "--app", "wsgi", *args],
-        cwd=ROOT,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise BenchError(
-            f"flask {' '.join(args)} failed (exit {done.returncode}):\n"
-            f"{_tail(done.stdout)}\n{_tail(done.stderr)}"
-        )
-    return done.stdout
-
-
-@contextlib.contextmanager
-def database(kind: str, server_url: str, data_dir: Path, keep: bool) -> Iterator[str]:
-    """A fresh, empty database URL for Handoff; a PostgreSQL one is dropped afterwards."""
-    if kind == "sqlite":
-        yield f"sqlite:///{data_dir / 'handoff.db'}"
-        return
-    import sqlalchemy as sa
-
-    server = sa.make_url(server_url)
-    admin = sa.create_engine(
-        server.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
-    )
-    name = f"handoff_bench_{secrets.token_hex(5)}"
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        raise BenchError(f"cannot create a database on {server_url}: {exc}") from exc
-    try:
-        yield server.set(drivername="postgresql", database=name).render_as_string(
-            hide_password=False
-        )
-    finally:
-        if keep:
-            print(f"  kept database {name} on {server.render_as_string()}")
-        else:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def vacuum(url: str) -> float:

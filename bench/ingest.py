@@ -27,7 +27,6 @@ performance target is reported, not an error.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
@@ -38,16 +37,18 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+from benchlib import ROOT, SHARED, BenchError, database
+from benchlib import flask as _flask
+from benchlib import flask_command as _flask_command
+from benchlib import run as _run
+from benchlib import tail as _tail
+
 GEN_CORPUS = SHARED / "bench" / "gen_corpus.py"
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/test"
 MAILBOX_USER = "support@example.com"
@@ -55,10 +56,6 @@ MAILBOX_USER = "support@example.com"
 FIRST_TICKET_NUMBER = 1001
 TARGET_RATE = 300.0  # messages/s at N=2000
 TARGET_RSS_MB = 250.0  # at N=10000
-
-
-class BenchError(RuntimeError):
-    """A step failed; the message says which, with the tail of its output."""
 
 
 @dataclass
@@ -97,36 +94,6 @@ class Figures:
 # -- subprocesses --------------------------------------------------------------------------
 
 
-def _flask_command() -> list[str]:
-    venv_flask = ROOT / ".venv" / "bin" / "flask"
-    if venv_flask.exists():
-        return [str(venv_flask), "--app", "wsgi"]
-    return [sys.executable, "-m", "flask", "--app", "wsgi"]
-
-
-def _tail(text: str, lines: int = 25) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def _run(
-    args: Sequence[str], *, env: dict[str, str], what: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        list(args), cwd=ROOT, env=env, input=stdin, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise BenchError(
-            f"{what} failed (exit {done.returncode}):\n{_tail(done.stdout)}\n{_tail(done.stderr)}"
-        )
-    return done
-
-
-def _flask(*args: str, env: dict[str, str], stdin: str | None = None) -> str:
-    return _run(
-        [*_flask_command(), *args], env=env, what=f"flask {' '.join(args)}", stdin=stdin
-    ).stdout
-
-
 # -- the steps -----------------------------------------------------------------------------
 
 
@@ -151,38 +118,6 @@ def generate_corpus(count: int, outdir: Path, seed: int) -> dict[str, Any]:
         what="gen_corpus.py",
     )
     return json.loads((outdir / "manifest.json").read_text())  # type: ignore[no-any-return]
-
-
-@contextlib.contextmanager
-def database(kind: str, server_url: str, data_dir: Path, keep: bool) -> Iterator[str]:
-    """A fresh, empty database URL for Handoff; a PostgreSQL one is dropped afterwards."""
-    if kind == "sqlite":
-        yield f"sqlite:///{data_dir / 'handoff.db'}"
-        return
-    import sqlalchemy as sa
-
-    server = sa.make_url(server_url)
-    admin = sa.create_engine(
-        server.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
-    )
-    name = f"handoff_bench_{secrets.token_hex(5)}"
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        raise BenchError(f"cannot create a database on {server_url}: {exc}") from exc
-    try:
-        yield server.set(drivername="postgresql", database=name).render_as_string(
-            hide_password=False
-        )
-    finally:
-        if keep:
-            print(f"  kept database {name} on {server.render_as_string()}")
-        else:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def append_corpus(imap_server: Any, corpus: Path, manifest: dict[str, Any]) -> float:

@@ -51,9 +51,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from benchlib import ROOT, BenchError, database
+from benchlib import flask as _flask
+from benchlib import flask_command as _flask_command
+from benchlib import tail as _tail
 
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/test"
 MAILBOX_ADDRESS = "support@example.com"
@@ -61,10 +62,6 @@ TARGET_RATE = 200.0  # messages/s at N=2000
 BATCH_SIZE = 100  # mail.outbound.deliver_due's default: one SMTP connection per batch
 REPLIES_PER_TICKET = (2, 8)  # agent replies per ticket, inclusive range (mean 5)
 CHUNK_TICKETS = 25  # tickets per commit while filling the outbox
-
-
-class BenchError(RuntimeError):
-    """A step failed; the message says which, with the tail of its output."""
 
 
 @dataclass
@@ -179,61 +176,6 @@ def smtp_server() -> Iterator[tuple[str, int, CountingHandler]]:
 
 
 # -- subprocesses --------------------------------------------------------------------------
-
-
-def _flask_command() -> list[str]:
-    venv_flask = ROOT / ".venv" / "bin" / "flask"
-    if venv_flask.exists():
-        return [str(venv_flask), "--app", "wsgi"]
-    return [sys.executable, "-m", "flask", "--app", "wsgi"]
-
-
-def _tail(text: str, lines: int = 25) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def _flask(*args: str, env: dict[str, str]) -> str:
-    done = subprocess.run(
-        [*_flask_command(), *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise BenchError(
-            f"flask {' '.join(args)} failed (exit {done.returncode}):\n"
-            f"{_tail(done.stdout)}\n{_tail(done.stderr)}"
-        )
-    return done.stdout
-
-
-@contextlib.contextmanager
-def database(kind: str, server_url: str, data_dir: Path, keep: bool) -> Iterator[str]:
-    """A fresh, empty database URL for Handoff; a PostgreSQL one is dropped afterwards."""
-    if kind == "sqlite":
-        yield f"sqlite:///{data_dir / 'handoff.db'}"
-        return
-    import sqlalchemy as sa
-
-    server = sa.make_url(server_url)
-    admin = sa.create_engine(
-        server.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
-    )
-    name = f"handoff_bench_{secrets.token_hex(5)}"
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        raise BenchError(f"cannot create a database on {server_url}: {exc}") from exc
-    try:
-        yield server.set(drivername="postgresql", database=name).render_as_string(
-            hide_password=False
-        )
-    finally:
-        if keep:
-            print(f"  kept database {name} on {server.render_as_string()}")
-        else:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 # -- filling the outbox (not timed) --------------------------------------------------------
