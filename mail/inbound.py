@@ -26,7 +26,7 @@ from mail.message import ParsedEmail, SenderStatus
 from mail.outbound import OutboundContext, acknowledge
 from mail.parse import parse
 from mail.quotes import split_reply
-from mail.rules import Classification, Kind, classify
+from mail.rules import Classification, Kind, classify, is_own_address
 from mail.threader import ThreadDecision, decide, normalize_subject
 from mail.tokens import ticket_from_message_id, verify_loop_token
 from ticketing.models import (
@@ -231,7 +231,7 @@ def _wants_acknowledgement(
         and result.kind == Kind.NORMAL
         and msg.sender_status == SenderStatus.OK
         and msg.sender is not None
-        and not _is_own_address(msg.sender.email, settings.own_addresses)
+        and not is_own_address(msg.sender.email, settings.own_addresses)
         and "rate_limited" not in entry.flags
         and (mailbox is None or mailbox.ack_enabled)
     )
@@ -320,13 +320,6 @@ def _sender(session: Session, msg: ParsedEmail) -> Customer:
     if msg.sender is None:
         return customers.find_or_create(session, email=QUARANTINE_ADDRESS, name="Unknown sender")
     return customers.find_or_create(session, email=msg.sender.email, name=msg.sender.name)
-
-
-def _is_own_address(email: str, own_addresses: frozenset[str]) -> bool:
-    """One of our mailboxes, also as a plus-address (`support+t1001.<sig>@…`, or any tag a
-    sender made up): never a person to record or write to, whatever the token says."""
-    local, at, domain = email.partition("@")
-    return email in own_addresses or f"{local.partition('+')[0]}{at}{domain}" in own_addresses
 
 
 def _recipients(msg: ParsedEmail) -> tuple[str, ...]:
@@ -420,7 +413,7 @@ def _record_message(
         )
         if msg.sender_status == SenderStatus.OK:
             for address in (*msg.to, *msg.cc):
-                if not _is_own_address(address.email, settings.own_addresses) and (
+                if not is_own_address(address.email, settings.own_addresses) and (
                     address.email != sender.email
                 ):
                     colleague = customers.find_or_create(

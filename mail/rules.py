@@ -300,15 +300,20 @@ def is_feedback_report(msg: ParsedEmail) -> bool:
     return bool(feedback_reasons(msg))
 
 
+def is_own_address(address: str, own_addresses: Collection[str]) -> bool:
+    """True when `address` is one of our mailboxes, also as a plus-address
+    (`support+t1001.<sig>@…`, or any tag a sender made up), compared case-insensitively."""
+    own = {a.strip().lower() for a in own_addresses}
+    address = address.strip().lower()
+    local, at, domain = address.partition("@")
+    return address in own or f"{local.partition('+')[0]}{at}{domain}" in own
+
+
 def is_own(msg: ParsedEmail, own_addresses: Collection[str]) -> bool:
-    """True when From is one of our own mailbox addresses (compared case-insensitively)."""
+    """True when From is one of our own mailbox addresses."""
     if msg.sender is None or not own_addresses:
         return False
-    own = {address.strip().lower() for address in own_addresses}
-    sender = msg.sender.email.strip().lower()
-    # Plus-addresses (`support+anything@…`) are ours too.
-    local, at, domain = sender.partition("@")
-    return sender in own or f"{local.partition('+')[0]}{at}{domain}" in own
+    return is_own_address(msg.sender.email, own_addresses)
 
 
 def is_loop(msg: ParsedEmail, verify_loop_token: Callable[[str], bool] | None) -> bool:
