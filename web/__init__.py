@@ -33,7 +33,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             configure_sqlite(db.engine)
     app.extensions["handoff_blobs"] = BlobStore(Path(app.config["HANDOFF_DATA_DIR"]) / "blobs")
 
-    from web import auth, cli, errors, health, security, templating
+    from web import auth, cli, errors, health, limits, security, templating
     from web.admin import routes as admin_routes
     from web.agent import email_view
     from web.agent import routes as agent_routes
@@ -41,6 +41,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from web.proxy import bp as proxy_bp
 
     security.init_app(app)
+    limits.init_app(app)
     templating.init_app(app)
     errors.init_app(app)
     app.register_blueprint(auth.bp)
