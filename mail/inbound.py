@@ -39,7 +39,7 @@ from ticketing.models import (
     ReceiptStatus,
     Ticket,
 )
-from ticketing.services import conversation, customers
+from ticketing.services import conversation, customers, journeys
 from ticketing.services import outbox as outbox_rules
 from ticketing.storage import BlobStore
 
@@ -81,6 +81,8 @@ class InboundSettings:
     new_ticket_window: dt.timedelta = dt.timedelta(hours=1)
     # Set to send acknowledgements of new tickets (and link bounces to outbox rows).
     outbound: OutboundContext | None = None
+    # A new ticket from an address a self-service visitor gave this recently gets that journey.
+    journey_link_window: dt.timedelta = dt.timedelta(hours=24)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +202,19 @@ def process(
         size=size,
     )
     receipt.ticket_id, receipt.entry_id = entry.ticket_id, entry.id
+    if (
+        receipt.opened_ticket
+        and result.kind == Kind.NORMAL
+        and msg.sender is not None
+        and msg.sender_status == SenderStatus.OK
+    ):
+        journeys.link_recent_by_email(
+            session,
+            ticket=entry.ticket,
+            email=msg.sender.email,
+            now=now,
+            window=settings.journey_link_window,
+        )
     if _wants_acknowledgement(msg, result, entry, receipt, settings):
         acknowledge(session, entry.ticket, entry, now=now, ctx=settings.outbound)  # type: ignore[arg-type]
     return _flushed(session, receipt)

@@ -34,7 +34,7 @@ from ticketing.models import (
     Status,
     Ticket,
 )
-from ticketing.services import conversation
+from ticketing.services import conversation, deflection
 from ticketing.services import outbox as outbox_rules
 from ticketing.storage import BlobStore
 
@@ -201,8 +201,8 @@ def acknowledge(
     Never to our own, suppressed or unusable addresses, at most one per sender per
     `ack_window`, and within the automatic-mail caps (RFC 3834 `Auto-Submitted:
     auto-replied`, so a well-behaved autoresponder stays silent). The caller has already
-    ruled out auto-replies, bounces and unverified senders. `articles` is the seam for the
-    knowledge base's suggestions (up to 3).
+    ruled out auto-replies, bounces and unverified senders. `articles` (up to 3) default
+    to the knowledge base's suggestions for the ticket, with signed "this solved it" links.
     """
     customer = ticket.customer
     if customer.email.endswith("@" + QUARANTINE_DOMAIN):
@@ -219,6 +219,15 @@ def acknowledge(
     blocked = outbox_rules.automatic_mail_block(
         session, recipient=customer.email, now=now, caps=ctx.caps, ticket_id=ticket.id
     )
+    if articles is None and not blocked:
+        # Our own articles, each with a signed one-click "this solved it" link.
+        articles = deflection.acknowledgement_articles(
+            session,
+            ticket=ticket,
+            text=f"{ticket.subject}\n\n{entry.body_text}",
+            base_url=ctx.base_url,
+            now=now,
+        )
     from_address = _from_address(ticket, ctx)
     message_id = make_message_id(
         ticket.number, secret_key=ctx.secret_key, domain=_domain(from_address)
@@ -239,7 +248,8 @@ def acknowledge(
     mail = OutgoingMail(
         from_address=from_address,
         from_name=ctx.team_name,
-        to=(Address(customer.email, customer.name),),
+        # No display name either: it is the sender's words too (a web form's name field).
+        to=(Address(customer.email, ""),),
         subject=rendered.subject,
         message_id=message_id,
         text=rendered.text,
@@ -299,13 +309,15 @@ def deliver_due(
     lease: dt.timedelta = dt.timedelta(minutes=5),
     policy: outbox_rules.RetryPolicy = outbox_rules.RetryPolicy(),  # noqa: B008 (frozen)
     fault: Callable[[str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> SendResult:
     """Deliver one batch of due outbox rows, one reused SMTP connection per server.
 
     `smtp` is the server, or a function giving each mailbox's server (a mailbox may have its
     own; None is mail about tickets without a mailbox). Each row is committed on its own
     after the server's answer. A connection failure makes every still-claimed row of that
-    server a temporary failure (retried with backoff), never a loss.
+    server a temporary failure (retried with backoff), never a loss. `should_stop` is checked
+    between rows: once true, the row in hand is finished and the other claims are released.
     """
     result = SendResult()
     ids = outbox_rules.claim_due(session, owner=owner, now=clock(), limit=batch_size, lease=lease)
@@ -320,7 +332,11 @@ def deliver_due(
     ):
         groups.setdefault(mailbox_id, []).append(row_id)
     session.rollback()
+    stop = should_stop or (lambda: False)
     for mailbox_id, group in groups.items():
+        if stop():
+            _release(session, group, owner)
+            continue
         try:
             settings = smtp if isinstance(smtp, SmtpSettings) else smtp(mailbox_id)
         except Exception as exc:  # no server configured, or its URL cannot be decrypted
@@ -342,8 +358,19 @@ def deliver_due(
             session.commit()
             result.retrying += len(group)
             continue
-        _deliver_over(session, settings, group, owner, blobs, result, clock, policy, fault)
+        _deliver_over(session, settings, group, owner, blobs, result, clock, policy, fault, stop)
     return result
+
+
+def _release(session: Session, ids: list[int], owner: str) -> None:
+    """Give back claims we will not work on (shutting down), so others need not wait them out."""
+    session.execute(
+        sa.update(OutboxMessage)
+        .where(OutboxMessage.id.in_(ids), OutboxMessage.claimed_by == owner)
+        .values(claimed_by=None, claimed_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
 
 
 def _deliver_over(
@@ -356,10 +383,14 @@ def _deliver_over(
     clock: Callable[[], dt.datetime],
     policy: outbox_rules.RetryPolicy,
     fault: Callable[[str], None] | None,
+    stop: Callable[[], bool],
 ) -> None:
     try:
         with open_connection(smtp) as connection:
             while pending:
+                if stop():
+                    _release(session, pending, owner)
+                    return
                 row = session.get(OutboxMessage, pending[0])
                 if row is None or row.claimed_by != owner or row.status != OutboxStatus.QUEUED:
                     pending.pop(0)
@@ -399,7 +430,13 @@ def _deliver_over(
                 if fault:
                     fault("after_250")
                 outbox_rules.mark_sent(row, now=clock(), refused=outcome.refused)
+                context = {
+                    "outbox_id": row.id,
+                    "ticket_id": row.ticket_id,
+                    "message_id": row.message_id,
+                }
                 session.commit()
+                log.info("outbox message sent", extra=context)
                 pending.pop(0)
                 result.sent += 1
     except SmtpError as exc:

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF = dt.timedelta(hours=1)
 DEFAULT_LEASE = dt.timedelta(minutes=2)
 FaultHook = Callable[[str], None]
+StopCheck = Callable[[], bool]  # True once the process was asked to stop (SIGTERM)
 
 
 def default_owner() -> str:
@@ -127,8 +128,13 @@ def poll_mailbox(
     imap_settings: ImapSettings | None = None,
     owner: str | None = None,
     lease: dt.timedelta = DEFAULT_LEASE,
+    should_stop: StopCheck | None = None,
 ) -> PollResult:
-    """Poll one mailbox once, holding its lease. IMAP failures are recorded, never raised."""
+    """Poll one mailbox once, holding its lease. IMAP failures are recorded, never raised.
+
+    `should_stop` is checked between messages: once it says so, the message in hand is
+    finished and flagged, the rest are left unseen for the next poll, and the lease released.
+    """
     result = PollResult(mailbox.name)
     mailbox_id = mailbox.id
     imap_settings = imap_settings or ImapSettings.for_mailbox(mailbox, password=password)
@@ -148,6 +154,7 @@ def poll_mailbox(
             batch_size=batch_size,
             fault=fault,
             lease=lease,
+            should_stop=should_stop or _never,
         )
     finally:
         # A killed process never gets here; its lease expires instead.
@@ -168,6 +175,7 @@ def _poll_leased(
     batch_size: int,
     fault: FaultHook | None,
     lease: dt.timedelta,
+    should_stop: StopCheck,
 ) -> None:
     mailbox_id, move_to = mailbox.id, mailbox.move_to_folder
     try:
@@ -224,6 +232,8 @@ def _poll_leased(
                 digests = blobs.put_many([fetched.raw for fetched in new])
                 stored = {f.uid: digest for f, digest in zip(new, digests, strict=True)}
                 for fetched in messages:
+                    if should_stop():
+                        break
                     result.fetched += 1
                     if fetched.uid in stored:
                         delivery = Delivery(
@@ -256,6 +266,11 @@ def _poll_leased(
                 if done:
                     imap.mark_processed(done, move_to=move_to)
                     _set_flagged(session, mailbox_id, uidvalidity, done, clock())
+                if should_stop():
+                    # The bookmark stays at the last committed message: the rest of the
+                    # batch is fetched again by the next poll, whichever worker runs it.
+                    log.info("mailbox %s: stopping after %d messages", mailbox.name, len(done))
+                    return
                 if batch and (tail := max(batch)) > mailbox.last_uid:
                     # UIDs that vanished between SEARCH and FETCH: move the bookmark past them.
                     mailbox.last_uid = tail
@@ -269,6 +284,10 @@ def _poll_leased(
         log.warning("mailbox %s: %s", mailbox.name, exc)
         result.error = str(exc)
         _record_failure(session, mailbox, str(exc), clock())
+
+
+def _never() -> bool:
+    return False
 
 
 def _record_failure(session: Session, mailbox: Mailbox, error: str, now: dt.datetime) -> None:
@@ -303,11 +322,19 @@ def ingest_one(
             session, delivery, raw_sha256=raw_sha256, settings=settings, blobs=blobs, now=clock()
         )
         status = receipt.status.value  # read now: the commit expires it (a reload per message)
+        context = {
+            "mailbox_id": delivery.mailbox_id,
+            "uid": delivery.uid,
+            "message_id": receipt.message_id,
+            "ticket_id": receipt.ticket_id,
+            "receipt_status": status,
+        }
         if bookmark is not None:
             _advance(session, *bookmark, now=clock())
         if fault:
             fault("before_commit")
         session.commit()
+        log.info("inbound message %s", status, extra=context)
         if fault:
             fault("after_commit")
         return status
@@ -397,11 +424,14 @@ def poll_all(
     clock: Callable[[], dt.datetime] = utcnow,
     only_due: bool = True,
     lease: dt.timedelta = DEFAULT_LEASE,
+    should_stop: StopCheck | None = None,
 ) -> list[PollResult]:
     """Poll every active mailbox; one mailbox's failure never stops the others."""
     results = []
     ids = list(session.scalars(sa.select(Mailbox.id).where(Mailbox.is_active).order_by(Mailbox.id)))
     for mailbox_id in ids:
+        if should_stop is not None and should_stop():
+            break
         mailbox = session.get(Mailbox, mailbox_id)
         if mailbox is None or (only_due and not is_due(mailbox, interval=interval, now=clock())):
             continue
@@ -421,6 +451,7 @@ def poll_all(
                     blobs=blobs,
                     clock=clock,
                     lease=lease,
+                    should_stop=should_stop,
                 )
             )
         except Exception as exc:  # boundary: per mailbox

@@ -163,6 +163,8 @@ def _empty_tables(engine: sa.Engine) -> None:
         else:
             for table in reversed(tables):
                 conn.execute(table.delete())
+        # The article search index lives outside the models' metadata (migration 0009).
+        conn.exec_driver_sql("DELETE FROM kb_search")
 
 
 @pytest.fixture

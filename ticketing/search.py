@@ -59,10 +59,12 @@ def is_search_object(name: str | None, type_: str) -> bool:
     """
     if not name:
         return False
+    # The knowledge base's article index (ticketing/kb_search.py, migration 0009) likewise.
+    tables = (SEARCH_TABLE, "kb_search")
     if type_ == "table":
-        return name == SEARCH_TABLE or name.startswith(SEARCH_TABLE + "_")
+        return any(name == t or name.startswith(t + "_") for t in tables)
     if type_ == "index":
-        return name.startswith("ix_" + SEARCH_TABLE)
+        return any(name.startswith("ix_" + t) for t in tables)
     return False
 
 

@@ -33,11 +33,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             configure_sqlite(db.engine)
     app.extensions["handoff_blobs"] = BlobStore(Path(app.config["HANDOFF_DATA_DIR"]) / "blobs")
 
-    from web import auth, cli, errors, health, limits, security, templating
+    from web import auth, cli, errors, health, limits, metrics, security, templating
     from web.admin import routes as admin_routes
     from web.agent import email_view
+    from web.agent import kb as kb_editor
+    from web.agent import reports as agent_reports
     from web.agent import routes as agent_routes
     from web.api import bp as api_bp
+    from web.contact import routes as contact_routes
+    from web.help import routes as help_routes
+    from web.portal import bp as portal_bp
     from web.proxy import bp as proxy_bp
 
     security.init_app(app)
@@ -50,7 +55,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(proxy_bp)
     app.register_blueprint(admin_routes.bp)
     app.register_blueprint(health.bp)
+    metrics.init_app(app)
     app.register_blueprint(api_bp)
+    app.register_blueprint(kb_editor.bp)
+    app.register_blueprint(agent_reports.bp)
+    app.register_blueprint(help_routes.bp)
+    app.register_blueprint(contact_routes.bp)
+    app.register_blueprint(portal_bp)
+    from web import notices, webhooks
+
+    app.register_blueprint(notices.bp)
+    app.register_blueprint(webhooks.bp)
     cli.init_app(app)
     return app
 
@@ -60,10 +75,9 @@ def _migrations_dir() -> str:
 
 
 def _configure_logging(app: Flask) -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+    from web.logs import configure_logging
+
+    configure_logging(app.config["HANDOFF_LOG_FORMAT"])  # text or json; secrets redacted
     app.logger.setLevel(logging.INFO)
     # One line per job run every few seconds drowns everything else; failures still log.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)

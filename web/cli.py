@@ -206,27 +206,79 @@ def demo_seed(tickets: int, random_seed: int) -> None:
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--threads", default=8, show_default=True, type=int)
 def serve(host: str, port: int, threads: int) -> None:
-    """Serve Handoff with waitress, running the background jobs in this process."""
+    """Serve Handoff with waitress; on SQLite (or with HANDOFF_RUN_SCHEDULER) also run the jobs."""
     import waitress
 
-    from web.jobs import start_scheduler
+    from web.worker import start_in_process_jobs
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    scheduler = start_scheduler(app)
+    scheduler, note = start_in_process_jobs(app)
+    click.echo(note)
     click.echo(f"Handoff is running on http://{host}:{port} (Ctrl+C to stop)")
     try:
         waitress.serve(app, host=host, port=port, threads=threads, ident="Handoff")
     finally:
-        scheduler.shutdown(wait=False)
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)  # type: ignore[attr-defined]
+
+
+@click.command("copy-database")
+@click.option("--to", "target_url", required=True, help="The empty, migrated target database.")
+def copy_database(target_url: str) -> None:
+    """Copy this install's database (e.g. the SQLite default) into another (e.g. PostgreSQL)."""
+    import sqlalchemy as sa
+
+    from ticketing.db_copy import copy_database as copy
+    from web.config import ConfigError, database_uri
+
+    try:
+        target = sa.create_engine(database_uri(target_url))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        counts = copy(db.engine, target, progress=None)
+    except Invalid as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        target.dispose()
+    for table, count in counts.items():
+        click.echo(f"{table}\t{count}")
+    click.echo(f"Copied {sum(counts.values())} rows.", err=True)
+
+
+@click.command("worker")
+def worker() -> None:
+    """Run the background jobs (mail polling, outbox, scans) until SIGTERM, then exit 0."""
+    from web.worker import JobsAlreadyRunning, run_worker
+
+    try:
+        run_worker(current_app._get_current_object())  # type: ignore[attr-defined]
+    except JobsAlreadyRunning as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def init_app(app: Flask) -> None:
     from web.cli_mailboxes import mailboxes_cli
 
-    for command in (agents_cli, tickets_cli, demo_cli, mailboxes_cli, serve):
+    for command in (
+        agents_cli,
+        tickets_cli,
+        demo_cli,
+        mailboxes_cli,
+        serve,
+        worker,
+        copy_database,
+    ):
         app.cli.add_command(command)
     from web.cli_mail import mail_cli
     from web.cli_outbox import outbox_cli
 
     app.cli.add_command(mail_cli)
     app.cli.add_command(outbox_cli)
+    from web.cli_accounts import accounts_cli, notices_cli
+
+    app.cli.add_command(accounts_cli)
+    app.cli.add_command(notices_cli)
+    from web.cli_kb import kb_cli
+
+    app.cli.add_command(kb_cli)

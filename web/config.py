@@ -26,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "HANDOFF_TEAM_NAME": "Support",
     "HANDOFF_OUTBOX_INTERVAL": 5,
     "HANDOFF_OUTBOX_MAX_ATTEMPTS": 8,
+    "HANDOFF_OUTBOX_LEASE": 300,
     "HANDOFF_ACK_WINDOW": 3600,
     "HANDOFF_AUTO_MAIL_PER_TICKET": 10,
     "HANDOFF_AUTO_MAIL_PER_RECIPIENT": 30,
@@ -33,8 +34,28 @@ DEFAULTS: dict[str, Any] = {
     "HANDOFF_NEW_TICKETS_PER_SENDER": 20,
     "HANDOFF_NEW_TICKET_WINDOW": 3600,
     "HANDOFF_LOG_FORMAT": "text",
+    "HANDOFF_ACCOUNT_URL": "",
+    "HANDOFF_NOTICE_HELP_URL": "",
+    "HANDOFF_NOTICE_SCAN_INTERVAL": 3600,  # how often to check; it scans once per UTC day
+    "HANDOFF_NOTICE_RULES": "expires_30d,expires_7d,expired,payment_failed",
+    "HANDOFF_NOTICE_SOON_DAYS": 30,
+    "HANDOFF_NOTICE_VERY_SOON_DAYS": 7,
+    "HANDOFF_NOTICE_EXPIRED_GRACE_DAYS": 30,
+    "HANDOFF_NOTICE_CAP": 3,
+    "HANDOFF_NOTICE_CAP_WINDOW": 7 * 86400,
+    "HANDOFF_STRIPE_WEBHOOK_SECRET": "",
+    "HANDOFF_METRICS_TOKEN": "",
     "HANDOFF_RATELIMIT_STORAGE_URL": "memory://",
     "HANDOFF_RATELIMIT_ENABLED": True,
+    "HANDOFF_SUGGEST_RATE_LIMIT": "60/minute",
+    "HANDOFF_CONTACT_LIMIT": "5/minute;30/hour",  # contact-form posts per client address
+    "HANDOFF_WEB_TICKETS_PER_DAY": 500,  # contact-form tickets per 24 h, all visitors together
+    "HANDOFF_JOURNEY_LINK_WINDOW": 24 * 3600,  # seconds an email links to a visitor's journey
+    "HANDOFF_JOURNEY_RETENTION_DAYS": 180,  # self-service journeys are deleted after this
+    "HANDOFF_MAGIC_LINK_TTL": 1800,  # seconds a portal sign-in link works
+    "HANDOFF_PORTAL_SESSION_TTL": 4 * 3600,  # seconds a portal sign-in lasts
+    "HANDOFF_PORTAL_LINK_LIMIT": "5/minute;30/hour",  # link requests per client address
+    "HANDOFF_PORTAL_LINK_EMAIL_LIMIT": "3/15 minutes;10/day",  # link requests per address
     "MAX_CONTENT_LENGTH": 26 * 1024 * 1024,  # 25 MB of attachments plus form fields
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
@@ -60,6 +81,7 @@ ENVIRONMENT: dict[str, type] = {
     "HANDOFF_TEAM_NAME": str,
     "HANDOFF_OUTBOX_INTERVAL": int,
     "HANDOFF_OUTBOX_MAX_ATTEMPTS": int,
+    "HANDOFF_OUTBOX_LEASE": int,
     "HANDOFF_ACK_WINDOW": int,
     "HANDOFF_AUTO_MAIL_PER_TICKET": int,
     "HANDOFF_AUTO_MAIL_PER_RECIPIENT": int,
@@ -67,8 +89,28 @@ ENVIRONMENT: dict[str, type] = {
     "HANDOFF_NEW_TICKETS_PER_SENDER": int,
     "HANDOFF_NEW_TICKET_WINDOW": int,
     "HANDOFF_LOG_FORMAT": str,
+    "HANDOFF_ACCOUNT_URL": str,
+    "HANDOFF_NOTICE_HELP_URL": str,
+    "HANDOFF_NOTICE_SCAN_INTERVAL": int,
+    "HANDOFF_NOTICE_RULES": str,
+    "HANDOFF_NOTICE_SOON_DAYS": int,
+    "HANDOFF_NOTICE_VERY_SOON_DAYS": int,
+    "HANDOFF_NOTICE_EXPIRED_GRACE_DAYS": int,
+    "HANDOFF_NOTICE_CAP": int,
+    "HANDOFF_NOTICE_CAP_WINDOW": int,
+    "HANDOFF_STRIPE_WEBHOOK_SECRET": str,
+    "HANDOFF_METRICS_TOKEN": str,
     "HANDOFF_RATELIMIT_STORAGE_URL": str,
     "HANDOFF_RATELIMIT_ENABLED": bool,
+    "HANDOFF_SUGGEST_RATE_LIMIT": str,
+    "HANDOFF_CONTACT_LIMIT": str,
+    "HANDOFF_WEB_TICKETS_PER_DAY": int,
+    "HANDOFF_JOURNEY_LINK_WINDOW": int,
+    "HANDOFF_JOURNEY_RETENTION_DAYS": int,
+    "HANDOFF_MAGIC_LINK_TTL": int,
+    "HANDOFF_PORTAL_SESSION_TTL": int,
+    "HANDOFF_PORTAL_LINK_LIMIT": str,
+    "HANDOFF_PORTAL_LINK_EMAIL_LIMIT": str,
 }
 
 

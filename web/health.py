@@ -1,13 +1,18 @@
-"""`GET /healthz`: whether the app can reach its database, and whether mail is flowing.
+"""`GET /healthz` and `GET /readyz`: is the process up, and can it serve traffic.
 
-For load balancers and monitoring, so it needs no sign-in and shows only counts and mailbox
-names: no addresses, no error texts (they may name hosts or users), no secrets. It answers even
-when the database does not (503, "degraded"), since that is exactly when it is asked.
+`/healthz` says whether the app can reach its database and whether mail is flowing; `/readyz`
+says whether this process should get requests: the database answers and its schema is at the
+migrations' head (a rolling upgrade keeps new processes out until `flask db upgrade` ran).
+For load balancers and monitoring, so they need no sign-in and show only counts, mailbox
+names and revision ids: no addresses, no error texts (they may name hosts or users), no
+secrets. They answer even when the database does not (503), since that is when they are asked.
 """
 
 from __future__ import annotations
 
 import logging
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -48,3 +53,43 @@ def healthz() -> tuple[dict[str, Any], int, dict[str, str]]:
             log.debug("health check: rollback failed too", exc_info=True)
         return {"status": "degraded", "database": "unreachable"}, 503, headers
     return {"status": "ok", "mail": mail}, 200, headers
+
+
+@cache
+def migration_heads() -> frozenset[str]:
+    """The head revision(s) of the migration scripts shipped with this code (read once)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option(
+        "script_location", str(Path(__file__).resolve().parent.parent / "migrations")
+    )
+    return frozenset(ScriptDirectory.from_config(config).get_heads())
+
+
+def database_revisions(session: Session) -> frozenset[str]:
+    """The revision(s) Alembic recorded in the database (empty before the first upgrade)."""
+    from alembic.runtime.migration import MigrationContext
+
+    return frozenset(MigrationContext.configure(session.connection()).get_current_heads())
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[dict[str, Any], int, dict[str, str]]:
+    headers = {"Cache-Control": "no-store"}
+    try:
+        current = database_revisions(db.session)
+        db.session.rollback()
+    except sa.exc.SQLAlchemyError:  # boundary: report, never raise
+        log.warning("readiness check: the database is unreachable", exc_info=True)
+        try:
+            db.session.rollback()
+        except sa.exc.SQLAlchemyError:
+            log.debug("readiness check: rollback failed too", exc_info=True)
+        return {"status": "unavailable", "reason": "database unreachable"}, 503, headers
+    heads = migration_heads()
+    body: dict[str, Any] = {"database": sorted(current), "head": sorted(heads)}
+    if current != heads:
+        return {"status": "unavailable", "reason": "migrations not at head", **body}, 503, headers
+    return {"status": "ok", **body}, 200, headers

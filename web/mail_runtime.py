@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,6 +21,10 @@ from ticketing.services import outbox as outbox_rules
 from ticketing.services.mailboxes import imap_password
 from ticketing.storage import BlobStore
 from web.extensions import db
+
+# Set by `flask worker` on SIGTERM/SIGINT: the poll and send loops finish the message or row
+# in hand, then return (checked between messages, never in the middle of one).
+stop_requested = threading.Event()
 
 
 def blobs(app: Flask) -> BlobStore:
@@ -56,6 +61,7 @@ def inbound_settings(app: Flask) -> InboundSettings:
         new_ticket_limit=int(app.config["HANDOFF_NEW_TICKETS_PER_SENDER"]),
         new_ticket_window=dt.timedelta(seconds=int(app.config["HANDOFF_NEW_TICKET_WINDOW"])),
         outbound=outbound_context(app),
+        journey_link_window=dt.timedelta(seconds=int(app.config["HANDOFF_JOURNEY_LINK_WINDOW"])),
     )
 
 
@@ -70,6 +76,7 @@ def poll_mailboxes(app: Flask, *, only_due: bool = True) -> list[PollResult]:
         interval=dt.timedelta(seconds=int(app.config["HANDOFF_POLL_INTERVAL"])),
         only_due=only_due,
         lease=dt.timedelta(seconds=int(app.config["HANDOFF_POLL_LEASE"])),
+        should_stop=stop_requested.is_set,
     )
 
 
@@ -107,4 +114,6 @@ def send_outbox(app: Flask, *, owner: str | None = None) -> SendResult:
         blobs=blobs(app),
         owner=owner or default_owner(),
         policy=policy,
+        lease=dt.timedelta(seconds=int(app.config.get("HANDOFF_OUTBOX_LEASE", 300))),
+        should_stop=stop_requested.is_set,
     )

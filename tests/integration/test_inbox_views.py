@@ -378,3 +378,46 @@ def test_unknown_ticket_ids_in_filters_find_nothing(db_session, agent, helpdesk)
     )
     assert page.tickets == [] and page.next_cursor is None
     assert db_session.scalar(sa.select(sa.func.count(Ticket.id))) == 7
+
+
+# -- htmx: the inbox as a partial ------------------------------------------------------------
+
+
+def test_htmx_requests_get_the_inbox_alone_with_its_title(login, agent, helpdesk):
+    client = login(agent)
+    full = client.get("/tickets?view=all&channel=web")
+    assert "HX-Request" in full.headers.get("Vary", "")
+    assert "<html" in full.get_data(as_text=True)
+
+    partial = client.get("/tickets?view=all&channel=web", headers={"HX-Request": "true"})
+    html = partial.get_data(as_text=True)
+    assert partial.status_code == 200 and "HX-Request" in partial.headers.get("Vary", "")
+    assert "<html" not in html and 'class="topbar"' not in html
+    assert html.lstrip().startswith("<title>All tickets · Handoff</title>")
+    assert '<div class="inbox" id="inbox"' in html
+    assert 'id="filter-channel"' in html and '<span class="count">' in html
+    assert "Sam&#39;s open" in html and "New one" not in html
+
+    # Search results, and their title, come the same way; the text is escaped.
+    html = client.get("/tickets?q=%3Cb%3Eone", headers={"HX-Request": "true"}).get_data(
+        as_text=True
+    )
+    assert "<title>Search: &lt;b&gt;one · Handoff</title>" in html
+
+    # Back/forward after htmx swaps: a history restore gets the whole page.
+    restore = client.get(
+        "/tickets?view=all",
+        headers={"HX-Request": "true", "HX-History-Restore-Request": "true"},
+    )
+    assert "<html" in restore.get_data(as_text=True)
+
+
+def test_every_inbox_link_works_without_javascript_too(login, agent, helpdesk):
+    client = login(agent)
+    html = client.get("/tickets?view=all").get_data(as_text=True)
+    # Each htmx link is also a plain link to the same place.
+    for href, hx_get in re.findall(r'<a href="([^"]+)" hx-get="([^"]+)"', html):
+        assert href == hx_get
+        assert client.get(href.replace("&amp;", "&")).status_code == 200
+    form = re.search(r'<form class="inbox-query" method="get" action="([^"]+)"', html)
+    assert form and form.group(1) == "/tickets"

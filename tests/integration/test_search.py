@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from ticketing import search
+from ticketing.errors import Invalid
 from ticketing.models import Channel, Counter, Entry, EntryKind, Status, Ticket
 from ticketing.services import conversation, customers, demo
 from ticketing.services import inbox as queries
@@ -371,3 +372,58 @@ def test_demo_seed_is_deterministic_and_reuses_its_customers(db_session):
         second.first_number, second.last_number
     )
     _assert_index_consistent(db_session)
+
+
+# -- paging through search results ---------------------------------------------------------
+
+
+def test_search_pages_through_every_match_once_in_rank_order(db_session, agent):
+    # Three strong matches (the word in the subject) and five equal weaker ones: the strong
+    # come first, and the tie among the weak ones is broken by ticket id, newest first.
+    strong = [make(db_session, f"Refund {i}", "refund refund") for i in range(3)]
+    weak = [make(db_session, f"Question {i}", "and a refund") for i in range(5)]
+    weak[2].status = Status.SOLVED  # filtered out below
+    db_session.commit()
+    pages, cursor = [], None
+    while True:
+        page = queries.search_page(
+            db_session, "refund", agent=agent, cursor=cursor, limit=2,
+            filters=Filters(status=Status.NEW),
+        )  # fmt: skip
+        pages.append([t.subject for t in page.tickets])
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    shown = [subject for page in pages for subject in page]
+    assert sorted(shown[:3]) == sorted(t.subject for t in strong)
+    assert shown[3:] == [f"Question {i}" for i in (4, 3, 1, 0)]
+    assert [len(p) for p in pages] == [2, 2, 2, 1]
+
+
+def test_search_cursors_are_checked(db_session, agent):
+    for i in range(3):
+        make(db_session, f"Refund {i}", "refund")
+    first = queries.search_page(db_session, "refund", agent=agent, limit=1)
+    assert first.next_cursor
+    # A list cursor is not a search cursor, and the other way round; junk is refused.
+    listed = queries.list_tickets(db_session, view=queries.View.ALL, agent=agent, limit=1)
+    for bad in [listed.next_cursor, "c2VhcmNofDA", "c2VhcmNofDk5OTk5", "x" * 100, "%%%"]:
+        with pytest.raises(Invalid):
+            queries.search_page(db_session, "refund", agent=agent, cursor=bad)
+    with pytest.raises(Invalid):
+        queries.list_tickets(
+            db_session, view=queries.View.ALL, agent=agent, cursor=first.next_cursor
+        )
+
+
+def test_inbox_search_results_have_a_more_results_link(login, agent, db_session):
+    for i in range(queries.PAGE_SIZE + 3):
+        make(db_session, f"Refund {i}", "refund", at=NOW + dt.timedelta(minutes=i))
+    client = login(agent)
+    html = client.get("/tickets?q=refund").get_data(as_text=True)
+    assert html.count("data-ticket-number=") == queries.PAGE_SIZE
+    assert "Best matches" in html and "More results" in html
+    more = html.split('<p class="more"><a href="')[1].split('"')[0].replace("&amp;", "&")
+    html = client.get(more).get_data(as_text=True)
+    assert html.count("data-ticket-number=") == 3 and "More results" not in html
+    assert client.get("/tickets?q=refund&after=bogus").status_code == 400

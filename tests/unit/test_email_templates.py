@@ -237,7 +237,7 @@ def test_every_packaged_email_has_its_three_templates() -> None:
     from ticketing.emails import TEMPLATE_DIR
 
     names = {p.name.split(".", 1)[0] for p in TEMPLATE_DIR.iterdir()}
-    assert names == {"agent_reply", "acknowledgement"}
+    assert {"agent_reply", "acknowledgement", "portal_link"} <= names
     for name in names:
         for suffix in (".subject.txt", ".txt", ".html"):
             assert (TEMPLATE_DIR / f"{name}{suffix}").is_file()

@@ -21,6 +21,7 @@ class OutboxKind(enum.StrEnum):
     REPLY = "reply"
     ACKNOWLEDGEMENT = "acknowledgement"
     NOTICE = "notice"
+    MAGIC_LINK = "magic_link"  # customer portal sign-in link (no ticket)
 
 
 class OutboxStatus(enum.StrEnum):

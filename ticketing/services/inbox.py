@@ -15,7 +15,10 @@ Speed at 100k+ tickets, without OFFSET:
   The partial indexes `ix_tickets_inbox_*` (models.tickets) exist for exactly these scans.
 - Counts are index-only and capped at COUNT_CAP ("1,000+"), so a view of millions costs what
   a view of a thousand does; they come in one statement.
-- Search ranks (ticketing.search) and returns the best PAGE_SIZE tickets; it does not page.
+- Search ranks (ticketing.search), best first with the ticket id breaking ties, and pages
+  through the MAX_CANDIDATES best matches: its cursor is the position in that ranked list
+  after the last ticket shown (bounded, so a deep page costs at most one ranking of
+  MAX_CANDIDATES ids). A cursor for a list and one for a search are never confused.
 
 Merged tickets (`merged_into_id` set) never show in views, counts or search.
 """
@@ -53,8 +56,9 @@ PAGE_SIZE = 50
 # Views count up to here and then say "1,000+": a queue longer than that is a backlog whose
 # exact size changes nothing on screen, and counting it would cost every page view.
 COUNT_CAP = 1_000
-# Search: how many ranked matches at most are checked against filters.
+# Search: how many ranked matches at most are checked against filters (and paged through).
 MAX_CANDIDATES = 5_000
+_SEARCH_CURSOR = "search"
 _MAX_ID = 2**31 - 1
 
 
@@ -394,37 +398,83 @@ def search_tickets(
     filters: Filters = Filters(),
     limit: int = PAGE_SIZE,
 ) -> list[Ticket]:
-    """The tickets best matching `text` (subject, messages, customer), best first.
+    """The tickets best matching `text` (subject, messages, customer), best first, at most
+    `limit`: the first page of `search_page`."""
+    return search_page(session, text, agent=agent, filters=filters, limit=limit).tickets
 
-    Every word must match (stemmed: "declined" finds "decline"). Filters narrow the results;
-    merged tickets are left out. At most `limit` tickets: search ranks, it does not page.
-    Any text is safe, and text without words finds nothing.
+
+def encode_search_cursor(position: int) -> str:
+    """A search cursor: the position in the ranked matches where the next page starts."""
+    raw = f"{_SEARCH_CURSOR}|{position}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_search_cursor(cursor: str) -> int:
+    """The position in a cursor made by `encode_search_cursor`; Invalid for anything else."""
+    try:
+        if len(cursor) > 40:
+            raise ValueError("long")
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        name, position = raw.split("|")
+        if name != _SEARCH_CURSOR or not (position.isascii() and position.isdigit()):
+            raise ValueError("not a search cursor")
+        if not 0 < int(position) < MAX_CANDIDATES:
+            raise ValueError("position")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Invalid("That page link is not valid.") from exc
+    return int(position)
+
+
+def search_page(
+    session: Session,
+    text: str,
+    *,
+    agent: Agent,
+    filters: Filters = Filters(),
+    cursor: str | None = None,
+    limit: int = PAGE_SIZE,
+) -> Page:
+    """One page of the tickets best matching `text` (subject, messages, customer).
+
+    Every word must match (stemmed: "declined" finds "decline"). Best first, ties broken by
+    ticket id (newest first), so the order is the same on every request and a page's
+    `next_cursor` continues exactly after its last ticket. Filters narrow the results;
+    merged tickets are left out. Paging stops at the MAX_CANDIDATES best matches. Any text
+    is safe, and text without words finds nothing. Invalid for a cursor this function did
+    not make.
     """
+    start = decode_search_cursor(cursor) if cursor else 0
     extra = _filter_conditions(session, filters, agent)
     if not search.terms(text) or extra is None:
-        return []
+        return Page([], None, Sort.UPDATED, filters)
     conditions = [NOT_MERGED, *extra]
     if filters.status is not None:
         conditions.append(Ticket.status == filters.status)
     # Rank first, then keep the candidates the filters allow, in rank order: a few more than
-    # a page, or when filters are picky, up to MAX_CANDIDATES.
-    found: list[int] = []
-    for candidates in (limit * 3, MAX_CANDIDATES):
+    # a page, or when filters are picky, up to MAX_CANDIDATES. `found` holds (position in
+    # the ranking, ticket id); one more than a page tells whether another page exists.
+    wanted = limit + 1
+    found: list[tuple[int, int]] = []
+    for candidates in sorted({min(start + wanted * 3, MAX_CANDIDATES), MAX_CANDIDATES}):
         ranked = search.ranked_ticket_ids(session, text, limit=candidates)
         found = []
-        for start in range(0, len(ranked), 500):
-            chunk = ranked[start : start + 500]
+        for chunk_start in range(start, len(ranked), 500):
+            chunk = ranked[chunk_start : chunk_start + 500]
             allowed = set(
                 session.scalars(sa.select(Ticket.id).where(Ticket.id.in_(chunk), *conditions))
             )
-            found += [i for i in chunk if i in allowed]
-            if len(found) >= limit:
+            found += [(chunk_start + i, t) for i, t in enumerate(chunk) if t in allowed]
+            if len(found) >= wanted:
                 break
-        if len(found) >= limit or len(ranked) < candidates:
+        if len(found) >= wanted or len(ranked) < candidates:
             break
-    ids = found[:limit]
+    shown = found[:limit]
+    next_cursor = None
+    if len(found) > limit and shown and shown[-1][0] + 1 < MAX_CANDIDATES:
+        next_cursor = encode_search_cursor(shown[-1][0] + 1)
+    ids = [t for _, t in shown]
     by_id = {t.id: t for t in session.scalars(sa.select(Ticket).where(Ticket.id.in_(ids)))}
-    return [by_id[i] for i in ids if i in by_id]
+    return Page([by_id[i] for i in ids if i in by_id], next_cursor, Sort.UPDATED, filters)
 
 
 def view_counts(session: Session, *, agent: Agent) -> dict[View, int]:

@@ -22,7 +22,7 @@ from werkzeug.wrappers import Response
 from ticketing.db import utcnow
 from ticketing.errors import Invalid, NotFound
 from ticketing.models import Entry, Priority, Ticket
-from ticketing.services import actions
+from ticketing.services import actions, presence
 from ticketing.services import inbox as queries
 from ticketing.services import saved_replies as saved_reply_service
 from ticketing.services import tags as tag_service
@@ -205,6 +205,7 @@ def page_context(
         "saved_reply_error": saved_reply_error,
         "merged_into": merged_into,
         "collision": collision,
+        "present": presence.others(db.session, t, agent=_me(), now=utcnow()),
     }
 
 
@@ -212,9 +213,10 @@ def reply_collision(t: Ticket) -> str | None:
     """The warning to show instead of sending a reply, or None when it may go out.
 
     A reply is held when a public message (another agent's reply, the customer's message)
-    arrived after the newest entry the composer was loaded with. "Send anyway" lets it go
-    over exactly the messages shown with the warning. A post without the guard (an older
-    page, a script) is not checked.
+    arrived after the newest entry the composer was loaded with, or when another agent is
+    writing a reply right now (their presence heartbeat says so and has not expired).
+    "Send anyway" lets it go over exactly the messages shown with the warning, and over
+    whoever is replying. A post without the guard (an older page, a script) is not checked.
     """
     guard = ReplyGuardForm(prefix="composer")
     if not guard.validate():
@@ -226,15 +228,29 @@ def reply_collision(t: Ticket) -> str | None:
         seen = max(seen, guard.reviewed_entry_id.data)
     unseen = actions.unseen_replies(db.session, t, seen_entry_id=seen, actor=_me())
     if not unseen:
-        return None
-    names = list(dict.fromkeys(e.author_name or e.author_email or "Someone" for e in unseen))
-    if len(names) == 1:
-        who = names[0]
-    elif len(names) == 2:
-        who = f"{names[0]} and {names[1]}"
-    else:
-        who = f"{names[0]}, {names[1]} and {len(names) - 2} more"
+        if guard.send_anyway.data:
+            return None
+        busy = presence.replying(db.session, t, agent=_me(), now=utcnow())
+        if not busy:
+            return None
+        who = _names([a.name for a in busy])
+        verb = "is" if len(busy) == 1 else "are"
+        return (
+            f"{who} {verb} writing a reply to this ticket right now. Wait for it and review "
+            "it, or tick Send anyway."
+        )
+    who = _names([e.author_name or e.author_email or "Someone" for e in unseen])
     return (
         f"{who} replied {ago(unseen[-1].created_at)}, after you opened this ticket. "
         "Review it, then send again."
     )
+
+
+def _names(people: list[str]) -> str:
+    """'Sam', 'Sam and Dana', 'Sam, Dana and 2 more' (each name once, first seen first)."""
+    names = list(dict.fromkeys(people))
+    if len(names) == 1:
+        return names[0]
+    if len(names) == 2:
+        return f"{names[0]} and {names[1]}"
+    return f"{names[0]}, {names[1]} and {len(names) - 2} more"

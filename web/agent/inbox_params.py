@@ -39,6 +39,11 @@ class InboxParams:
             cursor=args.get("after") or None,
         )
 
+    @property
+    def title(self) -> str:
+        """The page title: the search, or the view's name."""
+        return f"Search: {self.q}" if self.q else self.view.label
+
     def link_args(self, *, search: bool = True) -> dict[str, str]:
         """Query arguments for a link that keeps this list's view, sort, filters (and search)."""
         args: dict[str, str] = {"view": self.view.value}

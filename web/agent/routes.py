@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
@@ -19,8 +29,9 @@ from ticketing.models import (
     Status,
     Ticket,
 )
-from ticketing.services import conversation
+from ticketing.services import conversation, journeys, presence
 from ticketing.services import inbox as queries
+from ticketing.services import notices as notice_service
 from ticketing.services import outbox as outbox_rules
 from web.agent.forms import AssignForm, ComposerForm, EmptyForm, StatusForm
 from web.agent.inbox_params import InboxParams
@@ -49,11 +60,12 @@ def home() -> Response:
 
 
 @bp.get("/tickets")
-def inbox() -> str:
+def inbox() -> Response:
     params = InboxParams.parse(request.args)
     if params.q:
-        found = queries.search_tickets(db.session, params.q, agent=_me(), filters=params.filters)
-        page = queries.Page(found, None, params.sort, params.filters)
+        page = queries.search_page(
+            db.session, params.q, agent=_me(), filters=params.filters, cursor=params.cursor
+        )
     else:
         page = queries.list_tickets(
             db.session,
@@ -63,8 +75,13 @@ def inbox() -> str:
             sort=params.sort,
             filters=params.filters,
         )
-    return render_template(
-        "agent/inbox.html",
+    # htmx (filter change, view link, paging) swaps in just the inbox; a history restore or
+    # any plain request gets the whole page.
+    partial = request.headers.get("HX-Request") == "true" and not request.headers.get(
+        "HX-History-Restore-Request"
+    )
+    html = render_template(
+        "agent/_inbox_fragment.html" if partial else "agent/inbox.html",
         params=params,
         view=params.view,
         views=list(queries.View),
@@ -78,6 +95,9 @@ def inbox() -> str:
         channels=list(Channel),
         page_size=queries.PAGE_SIZE,
     )
+    response = make_response(html)
+    response.vary.add("HX-Request")
+    return response
 
 
 @bp.get("/tickets/<int:number>")
@@ -108,6 +128,8 @@ def _ticket_page(t: Ticket, *, composer: ComposerForm, collision: str | None = N
         status_form=status_form,
         assign_form=assign_form,
         flag_labels=FLAG_LABELS,
+        journey=journeys.summary(db.session, t),
+        accounts=notice_service.summaries(db.session, t.customer, today=utcnow().date()),
         **ticket_actions.page_context(t, history, composer, collision=collision),
     )
 
@@ -141,6 +163,7 @@ def post_message(number: int) -> Response | tuple[str, int]:
             attachments=files,
         )
         flash("Reply queued for sending.", "info")
+    presence.stop_replying(db.session, t, agent=_me())
     db.session.commit()
     return redirect(url_for("agent.ticket", number=number, _anchor="latest"))
 
@@ -238,3 +261,4 @@ def attachment(attachment_id: int, filename: str) -> Response:
 
 # Ticket actions (priority, tags, merge, detach, bulk, saved replies) add their routes to `bp`.
 from web.agent import actions as ticket_actions  # noqa: E402
+from web.agent import presence as _presence_routes  # noqa: E402, F401  (the heartbeat)

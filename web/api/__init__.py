@@ -6,6 +6,8 @@ never by the browser session, so it needs no CSRF token. Ticket shapes are the e
 that document and the real routes identical. Routes and shapes are a stable contract.
 """
 
+from web.api import accounts as _accounts  # noqa: F401  (registers its route)
+from web.api import articles as _articles  # noqa: F401 (registers its routes on bp)
 from web.api.routes import bp
 
 __all__ = ["bp"]

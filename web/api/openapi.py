@@ -178,6 +178,36 @@ SCHEMAS: dict[str, Any] = {
         "required": ["entry", "ticket"],
         "properties": {"entry": _ref("Entry"), "ticket": _ref("TicketSummary")},
     },
+    "ArticleSuggestions": {
+        "type": "object",
+        "required": ["articles"],
+        "properties": {
+            "articles": {
+                "type": "array",
+                "maxItems": 10,
+                "items": {
+                    "type": "object",
+                    "required": ["id", "title", "url", "snippet", "score"],
+                    "properties": {
+                        "id": {
+                            "type": "string",
+                            "description": "The article's id in `kb import`/`kb export`.",
+                        },
+                        "title": {"type": "string"},
+                        "url": {
+                            "type": "string",
+                            "description": "Absolute path of the article's help-center page.",
+                        },
+                        "snippet": {
+                            "type": "string",
+                            "description": "Plain text around the words that matched.",
+                        },
+                        "score": {"type": "number", "description": "Higher is better."},
+                    },
+                },
+            }
+        },
+    },
     "TicketPatch": {
         "type": "object",
         "minProperties": 1,
@@ -237,8 +267,8 @@ PATHS: dict[str, Any] = {
             "operationId": "listTickets",
             "summary": "List, filter and search tickets",
             "description": "Without `q`: most recently updated first, keyset-paginated (follow "
-            "`next_cursor` until it is null). With `q`: the best matches first, at most "
-            "`limit`, in one page (`next_cursor` is null; `cursor` is refused). Merged tickets "
+            "`next_cursor` until it is null). With `q`: the best matches first (ties broken by "
+            "ticket id), paged the same way through the 5,000 best matches. Merged tickets "
             "are never listed. Unknown parameters are refused with 400.",
             "parameters": [
                 _query(
@@ -254,12 +284,12 @@ PATHS: dict[str, Any] = {
                 _query(
                     "q",
                     "Full-text search over subjects, messages, notes and the customer; every "
-                    "word must match. Results are ranked, best first, in one page.",
+                    "word must match. Ranked, best first; follow `next_cursor` for more.",
                     {"type": "string"},
                 ),
                 _query(
                     "cursor",
-                    "The `next_cursor` of the previous page, unchanged (not with `q`).",
+                    "The `next_cursor` of the previous page (same `q`, if any), unchanged.",
                     {"type": "string"},
                 ),
                 _query(
@@ -326,6 +356,111 @@ PATHS: dict[str, Any] = {
                 **_BODY_ERRORS,
             },
         },
+    },
+    "/articles/suggest": {
+        "get": {
+            "operationId": "suggestArticles",
+            "summary": "Help articles for what a customer is typing (public, no token)",
+            "description": "Published help articles that may answer `q`, best first. Needs no "
+            "token (the contact form calls it from the browser) and is rate limited per client "
+            "address (`HANDOFF_SUGGEST_RATE_LIMIT`, default 60/minute): over it, 429 with "
+            "`Retry-After`. An empty `q` gives an empty list.",
+            "security": [],
+            "parameters": [
+                _query(
+                    "q",
+                    "What the customer typed; only the first 500 characters are used.",
+                    {"type": "string", "maxLength": 500},
+                ),
+                _query(
+                    "limit",
+                    "At most this many articles (values outside 1-10 are clamped).",
+                    {"type": "integer", "minimum": 1, "maximum": 10, "default": 5},
+                ),
+            ],
+            "responses": {
+                "200": {
+                    "description": "Suggested articles, best first.",
+                    "content": _json(_ref("ArticleSuggestions")),
+                },
+                "400": {"$ref": "#/components/responses/BadRequest"},
+                "429": _error_response("Too many requests from this address; retry later."),
+            },
+        }
+    },
+    "/accounts": {
+        "post": {
+            "operationId": "upsertAccounts",
+            "summary": "Create or update billing accounts (batch, by external_id)",
+            "description": "The CSV import's fields as JSON, at most 1000 per request. Each item "
+            "is checked on its own: good items are saved, bad ones are listed in `errors` with "
+            "their index. An item holding anything like a full card number is refused and "
+            "never stored. Card fields are all given or all left out.",
+            "requestBody": {
+                "required": True,
+                "content": _json(
+                    {
+                        "type": "object",
+                        "required": ["accounts"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "accounts": {
+                                "type": "array",
+                                "minItems": 1,
+                                "maxItems": 1000,
+                                "items": {
+                                    "type": "object",
+                                    "required": ["external_id", "email"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "external_id": {"type": "string", "maxLength": 200},
+                                        "email": {"type": "string", "format": "email"},
+                                        "name": {"type": "string"},
+                                        "plan": {"type": "string"},
+                                        "status": {"type": "string"},
+                                        "card_brand": {"type": "string"},
+                                        "card_last4": {"type": "string", "pattern": "^[0-9]{4}$"},
+                                        "card_exp_month": {"type": ["integer", "string"]},
+                                        "card_exp_year": {"type": ["integer", "string"]},
+                                    },
+                                },
+                            }
+                        },
+                    }
+                ),
+            },
+            "responses": {
+                "200": {
+                    "description": "What was saved, and the items refused.",
+                    "content": _json(
+                        {
+                            "type": "object",
+                            "required": ["received", "created", "updated", "errors"],
+                            "properties": {
+                                "received": {"type": "integer"},
+                                "created": {"type": "integer"},
+                                "updated": {"type": "integer"},
+                                "cards_changed": {"type": "integer"},
+                                "errors": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {
+                                            "index": {"type": "integer"},
+                                            "message": {"type": "string"},
+                                        },
+                                    },
+                                },
+                            },
+                        }
+                    ),
+                },
+                "400": {"$ref": "#/components/responses/BadRequest"},
+                "413": _error_response("The body is larger than 2 MB."),
+                "415": _error_response("The body is not sent as application/json."),
+                **_COMMON_ERRORS,
+            },
+        }
     },
     "/openapi.json": {
         "get": {

@@ -34,7 +34,9 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # forged cross-site request to ride on, so CSRF tokens would protect nothing here.
 csrf.exempt(bp)
 
-PUBLIC_ENDPOINTS = frozenset({"api.openapi"})
+# No token: the OpenAPI document, and article suggestions (public articles, throttled per
+# address; the contact form calls it from the browser, see web/api/articles.py).
+PUBLIC_ENDPOINTS = frozenset({"api.openapi", "api.suggest_articles"})
 MAX_BODY_BYTES = 2 * 1024 * 1024
 MAX_MESSAGE_CHARS = 100_000  # as in the agent UI's composer
 DEFAULT_LIMIT = 50
@@ -207,11 +209,12 @@ def _list_params() -> dict[str, Any]:
 
     q = _single_param("q") or None
     cursor = _single_param("cursor") or None
-    if cursor is not None and q is not None:
-        raise _bad("cursor cannot be combined with q: search results come ranked in one page.")
     if cursor is not None:
         try:
-            inbox.decode_cursor(cursor, inbox.Sort.UPDATED)
+            if q is not None:
+                inbox.decode_search_cursor(cursor)
+            else:
+                inbox.decode_cursor(cursor, inbox.Sort.UPDATED)
         except Invalid:
             raise _bad(
                 "cursor is not valid: pass the next_cursor of a previous page unchanged."
@@ -232,16 +235,19 @@ def search_page(
     agent: Agent,
     filters: inbox.Filters,
     limit: int,
+    cursor: str | None = None,
 ) -> inbox.Page:
-    """The tickets best matching the search `text`, best first, at most `limit`, one page.
+    """One page of the tickets best matching the search `text`, best first, at most `limit`.
 
     The API's one seam to search: what matches and in which order is decided by the inbox's
-    search (`ticketing.services.inbox.search_tickets` over `ticketing.search`: every word must
-    match, with the database's full-text engine). Search ranks rather than pages, so there is
-    never a next cursor. Text without a searchable word finds nothing.
+    search (`ticketing.services.inbox.search_page` over `ticketing.search`: every word must
+    match, with the database's full-text engine; ties in rank broken by ticket id). Its
+    `next_cursor` continues after the page's last ticket, through the best
+    `inbox.MAX_CANDIDATES` matches. Text without a searchable word finds nothing.
     """
-    found = inbox.search_tickets(session, text, agent=agent, filters=filters, limit=limit)
-    return inbox.Page(found, None)
+    return inbox.search_page(
+        session, text, agent=agent, filters=filters, cursor=cursor, limit=limit
+    )
 
 
 @bp.get("/tickets")
@@ -251,7 +257,12 @@ def list_tickets() -> Response:
     filters = inbox.Filters(status=params["status"], assignee=params["assignee"])
     if params["q"]:
         page = search_page(
-            db.session, params["q"], agent=me, filters=filters, limit=params["limit"]
+            db.session,
+            params["q"],
+            agent=me,
+            filters=filters,
+            limit=params["limit"],
+            cursor=params["cursor"],
         )
     else:
         page = inbox.list_tickets(

@@ -1,0 +1,1 @@
+"""The public contact form: live article suggestions, deflection, and web tickets."""
