@@ -30,23 +30,17 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import random
 import re
-import secrets
-import shutil
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
-from benchlib import BenchError, database
-from benchlib import flask as _flask
-from inbox import AGENT_EMAIL, AGENT_PASSWORD, Client, gunicorn, vacuum
+from benchlib import BenchError
+from inbox import AGENT_EMAIL, AGENT_PASSWORD, Client, gunicorn, seeded_instance
 
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/test"
 TARGET_P99_MS = 250.0
@@ -240,41 +234,12 @@ def run(args: argparse.Namespace) -> Figures:
         concurrency=args.concurrency,
         seconds=args.seconds,
     )
-    workdir = Path(tempfile.mkdtemp(prefix="handoff-bench-load-"))
-    try:
-        data_dir = workdir / "data"
-        data_dir.mkdir()
-        with database(args.database, args.database_url, data_dir, args.keep) as url:
-            env = {
-                **os.environ,
-                "DATABASE_URL": url,
-                "HANDOFF_DATA_DIR": str(data_dir),
-                "SECRET_KEY": "bench-" + secrets.token_hex(24),
-                "HANDOFF_RUN_SCHEDULER": "false",
-                "HANDOFF_RATELIMIT_ENABLED": "false",
-            }
-            _flask("db", "upgrade", env=env)
-            print(f"  seeding {args.tickets} tickets ...", flush=True)
-            out = _flask(
-                "demo", "seed", "--tickets", str(args.tickets), "--seed", str(args.seed), env=env
-            )
-            numbers = re.search(r"#(\d+)-#(\d+)", out)
-            if not numbers:
-                raise BenchError(f"demo seed said: {out}")
-            if args.database == "postgresql":
-                vacuum(url)
-            _flask(
-                "agents", "create", AGENT_EMAIL, "--name", "Bench", env=env,
-                stdin=AGENT_PASSWORD + "\n",
-            )  # fmt: skip
-            print(f"  driving gunicorn for {3 * args.seconds:.0f} s ...", flush=True)
-            with gunicorn(env, args.workers, workdir) as (port, _master):
-                measure(port, figures, int(numbers.group(1)), int(numbers.group(2)))
-    finally:
-        if args.keep:
-            print(f"  kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with seeded_instance(
+        args, prefix="handoff-bench-load-", extra_env={"HANDOFF_RATELIMIT_ENABLED": "false"}
+    ) as seeded:
+        print(f"  driving gunicorn for {3 * args.seconds:.0f} s ...", flush=True)
+        with gunicorn(seeded.env, args.workers, seeded.workdir) as (port, _master):
+            measure(port, figures, seeded.first_ticket, seeded.last_ticket)
     return figures
 
 
