@@ -50,6 +50,7 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
 _DOMAIN = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}")
 _MSG_ID = re.compile(r"[\x21-\x7e]+@[\x21-\x7e]+")
 _TOKEN = re.compile(r"[\x21-\x7e]{1,200}")
+_UNSUBSCRIBE_URL = re.compile(r"https?://[\x21-\x3b\x3d\x3f-\x7e]{1,900}")  # no < or >
 _MIME_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+\-]{0,126}"
 _MIME_TYPE = re.compile(rf"({_MIME_NAME})/({_MIME_NAME})")
 
@@ -71,6 +72,9 @@ class OutgoingMail:
     - `auto_submitted`: ``"auto-replied"`` / ``"auto-generated"`` for automatic mail (adds
       ``Auto-Submitted`` and ``X-Auto-Response-Suppress: All``); None for a person's reply.
     - `loop_token`: the value for ``X-Handoff-Loop`` (`mail.tokens.make_loop_token`).
+    - `list_unsubscribe`: an http(s) URL for ``List-Unsubscribe`` (RFC 2369), sent with
+      ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058): the URL must unsubscribe
+      on a POST without further steps.
     - `date`: timezone-aware; None means now.
     - `return_path_hint`: the bounce address the sender should use as the envelope sender.
       It is not written as a header: Return-Path is added by the final delivery server
@@ -91,6 +95,7 @@ class OutgoingMail:
     attachments: tuple[OutgoingAttachment, ...] = ()
     auto_submitted: str | None = None
     loop_token: str | None = None
+    list_unsubscribe: str | None = None
     date: dt.datetime | None = None
     return_path_hint: str | None = None
 
@@ -141,6 +146,8 @@ def compose(mail: OutgoingMail) -> bytes:
         if not _TOKEN.fullmatch(mail.loop_token):
             raise ValueError("the loop token must be printable ASCII without spaces")
         msg[LOOP_HEADER] = mail.loop_token
+    if mail.list_unsubscribe is not None and not _UNSUBSCRIBE_URL.fullmatch(mail.list_unsubscribe):
+        raise ValueError("the unsubscribe URL is not a plain http(s) URL")
 
     msg.set_content(_body(mail.text), subtype="plain", cte=_cte(mail.text))
     if mail.html is not None:
@@ -157,7 +164,16 @@ def compose(mail: OutgoingMail) -> bytes:
     for part in msg.walk():
         if part is not msg:
             del part["MIME-Version"]
-    return msg.as_bytes(policy=policy)
+    data = msg.as_bytes(policy=policy)
+    if mail.list_unsubscribe is not None:
+        # Written as raw lines: the email package would turn a URL longer than a header line
+        # into RFC 2047 encoded words, which no mail client reads as a URL. Header order
+        # carries no meaning, and the URL is validated printable ASCII without < or >.
+        data = (
+            f"List-Unsubscribe: <{mail.list_unsubscribe}>\r\n"
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+        ).encode("ascii") + data
+    return data
 
 
 def clean_address(value: str) -> str:

@@ -199,6 +199,7 @@ def send(
         auto_submitted="auto-generated",
         loop_token=make_loop_token(secret_key=ctx.outbound.secret_key),
         date=now,
+        list_unsubscribe=context["unsubscribe_url"],
     )
     problem = outbox_rules.automatic_mail_block(
         session, recipient=customer.email, now=now, caps=ctx.outbound.caps
@@ -206,7 +207,7 @@ def send(
     if customer.email.endswith("@" + QUARANTINE_DOMAIN):
         problem = "the customer's address is unusable; nothing was sent"
     try:
-        data = _with_list_unsubscribe(compose(mail), context["unsubscribe_url"])
+        data = compose(mail)
     except ValueError as exc:
         data, problem = b"", f"not sent: {exc}"
     row = outbox_rules.record(
@@ -233,16 +234,6 @@ def send(
     if screened is not None:
         screened.recent[customer.id] = screened.recent.get(customer.id, 0) + 1
     return "sent", notice
-
-
-def _with_list_unsubscribe(data: bytes, url: str) -> bytes:
-    # RFC 2369 + RFC 8058 one-click. Added in front of the composed header block: header order
-    # carries no meaning, and the URL is ours (base URL + signed token, plain ASCII).
-    if not re.fullmatch(r"https?://[\x21-\x7e]+", url) or any(c in url for c in "<>"):
-        raise ValueError("the unsubscribe URL is not a plain http(s) URL")
-    return (
-        f"List-Unsubscribe: <{url}>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
-    ).encode("ascii") + data
 
 
 def _default_card(session: Session, account: Account) -> PaymentMethod | None:

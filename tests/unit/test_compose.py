@@ -121,6 +121,27 @@ def test_unknown_auto_submitted_value_is_refused() -> None:
         compose(make_mail(auto_submitted="auto-replied\nBcc: x@evil.example"))
 
 
+def test_one_click_unsubscribe_url_stays_one_readable_header_however_long() -> None:
+    url = "https://help.example.com/notices/unsubscribe/" + "A" * 150 + ".sig"
+    raw = compose(make_mail(auto_submitted="auto-generated", list_unsubscribe=url))
+    message = parsed(raw)
+    # RFC 2369 + RFC 8058: a client offers one-click only for a plain <https://...> value,
+    # never for RFC 2047 encoded words (what the email package makes of a long header).
+    assert message["List-Unsubscribe"] == f"<{url}>"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert b"=?utf-8?" not in raw.split(b"\r\n\r\n", 1)[0]
+    assert header_names(raw).count("List-Unsubscribe") == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://x.example/u\r\nBcc: attacker@evil.example", "javascript:alert(1)", "https://x/>"],
+)
+def test_unsubscribe_url_that_could_break_the_header_is_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="unsubscribe URL"):
+        compose(make_mail(list_unsubscribe=url))
+
+
 def test_in_reply_to_is_added_to_references_when_missing() -> None:
     message = parsed(compose(make_mail(in_reply_to="parent@example.com", references=("root@x",))))
     assert message["References"] == "<root@x> <parent@example.com>"
