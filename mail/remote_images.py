@@ -407,7 +407,12 @@ def _request(
         if "svg" in declared or "xml" in declared or "html" in declared:
             raise Refused(f"not a raster image: {declared}")
         length = response.getheader("Content-Length")
-        if length and length.strip().isdigit() and int(length) > max_bytes:
+        if (
+            length
+            and length.strip().isascii()
+            and length.strip().isdigit()
+            and int(length) > max_bytes
+        ):
             raise Refused("image too large")
         data = _read_limited(conn, response, deadline, max_bytes)
     finally:

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter, Map
 
 from ticketing.storage import BlobStore
 from web.config import load_config
@@ -22,8 +24,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build a Handoff app. `config` overrides the environment (tests pass their own)."""
     app = Flask(__name__)
     app.config.update(load_config(config))
+    if proxies := app.config["HANDOFF_TRUSTED_PROXIES"]:
+        # Behind N reverse proxies the client is the Nth address from the right of
+        # X-Forwarded-For; rate limits, lockouts and /metrics need it. The Host header is
+        # never trusted (links are built from HANDOFF_BASE_URL), so x_host stays off.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
     _configure_logging(app)
 
+    # Route numbers beyond a 32-bit INTEGER column are nobody's: 404, not a database error.
+    app.url_map.converters["int"] = BoundedIntConverter
     db.init_app(app)
     migrate.init_app(app, db, directory=_migrations_dir())
     csrf.init_app(app)
@@ -68,6 +77,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(webhooks.bp)
     cli.init_app(app)
     return app
+
+
+class BoundedIntConverter(IntegerConverter):
+    """`<int:…>` in every route: 0 to 2**31 - 1, the range of the tables' integer keys."""
+
+    def __init__(self, map: Map, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)  # type: ignore[arg-type]
 
 
 def _migrations_dir() -> str:

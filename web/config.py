@@ -47,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "HANDOFF_METRICS_TOKEN": "",
     "HANDOFF_RATELIMIT_STORAGE_URL": "memory://",
     "HANDOFF_RATELIMIT_ENABLED": True,
+    "HANDOFF_TRUSTED_PROXIES": 0,
     "HANDOFF_SUGGEST_RATE_LIMIT": "60/minute",
     "HANDOFF_CONTACT_LIMIT": "5/minute;30/hour",  # contact-form posts per client address
     "HANDOFF_WEB_TICKETS_PER_DAY": 500,  # contact-form tickets per 24 h, all visitors together
@@ -102,6 +103,7 @@ ENVIRONMENT: dict[str, type] = {
     "HANDOFF_METRICS_TOKEN": str,
     "HANDOFF_RATELIMIT_STORAGE_URL": str,
     "HANDOFF_RATELIMIT_ENABLED": bool,
+    "HANDOFF_TRUSTED_PROXIES": int,
     "HANDOFF_SUGGEST_RATE_LIMIT": str,
     "HANDOFF_CONTACT_LIMIT": str,
     "HANDOFF_WEB_TICKETS_PER_DAY": int,
@@ -166,6 +168,8 @@ def load_config(
     secure = base.scheme == "https"
     config.setdefault("SESSION_COOKIE_SECURE", secure)
     config.setdefault("REMEMBER_COOKIE_SECURE", secure)
+    if not 0 <= int(config["HANDOFF_TRUSTED_PROXIES"]) <= 5:
+        raise ConfigError("HANDOFF_TRUSTED_PROXIES must be between 0 and 5")
     if len(config["SECRET_KEY"]) < 32 and not (config.get("TESTING") or config.get("DEBUG")):
         raise ConfigError("SECRET_KEY must be at least 32 characters")
     return config

@@ -16,8 +16,15 @@ from ticketing.models import Customer
 from ticketing.services import notices as notice_service
 from web.extensions import csrf, db
 from web.limits import limiter
+from web.logs import redact_request_paths
 
 bp = Blueprint("notices", __name__, url_prefix="/notices")
+
+
+@bp.record_once
+def _redact_request_logs(_state: object) -> None:
+    # The one-click unsubscribe token is in the path, and request logs print paths.
+    redact_request_paths("/notices/unsubscribe/")
 
 
 def _customer(token: str) -> Customer:

@@ -76,7 +76,7 @@ class SessionAgent(UserMixin):
 
 def _load_user(user_id: str) -> SessionAgent | None:
     agent_id, _, fingerprint = user_id.partition(":")
-    if not agent_id.isdigit():
+    if not (agent_id.isascii() and agent_id.isdigit()):
         return None
     agent = db.session.get(Agent, int(agent_id))
     if agent is None or not agent.is_active or agent.password_hash[-12:] != fingerprint:

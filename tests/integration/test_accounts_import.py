@@ -155,13 +155,22 @@ def test_api_batch_upsert_with_per_item_errors(client, db_session, agent):
             {"external_id": "cus_2", "email": "bad"},
             {"external_id": "cus_3", "email": "c@example.com", "card_last4": 4242424242424242},
             {"external_id": "cus_4", "email": "d@example.com", "customer_id": 1},
+            {  # "¹" passes str.isdigit() but is no month
+                "external_id": "cus_5",
+                "email": "e@example.com",
+                "card_brand": "visa",
+                "card_last4": "4242",
+                "card_exp_month": "\u00b9",
+                "card_exp_year": 2030,
+            },
         ]
     }
     response = client.post("/api/v1/accounts", json=body, headers=headers)
     assert response.status_code == 200, response.get_data(as_text=True)
     data = response.get_json()
     assert (data["created"], data["updated"]) == (1, 0)
-    assert [e["index"] for e in data["errors"]] == [1, 2, 3]
+    assert [e["index"] for e in data["errors"]] == [1, 2, 3, 4]
+    assert "must be a number" in data["errors"][3]["message"]
     assert "looks like a full card number" in data["errors"][1]["message"]
     assert "unknown field(s): customer_id" in data["errors"][2]["message"]
     assert "4242424242424242" not in response.get_data(as_text=True)

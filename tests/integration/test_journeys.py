@@ -184,7 +184,11 @@ def test_email_from_the_address_a_deflected_visitor_gave_links_to_that_journey(
     ticket = only_ticket(db_session)
     journey = db_session.scalar(sa.select(SelfServiceSession))
     assert journey.ticket_id == ticket.id
-    assert "Opened 'Card declined at checkout'" in journeys.summary(db_session, ticket)
+    steps = journeys.summary(db_session, ticket)
+    assert "Opened 'Card declined at checkout'" in steps
+    # Anyone could have typed Ann's address: the agent is told the match is unverified.
+    assert steps[0].startswith("Matched by the email address typed on the help pages")
+    assert "not verified" in steps[0]
 
 
 def test_email_after_the_window_or_from_another_address_is_not_linked(app, client, db_session):

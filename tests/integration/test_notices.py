@@ -300,3 +300,21 @@ def test_the_daily_job_scans_once_per_day(configured, runner, db_session, tmp_pa
     run_job(configured, job)
     assert len(notices(db_session)) == 1
     assert len(outbox(db_session)) == 1
+
+
+def test_unsubscribe_tokens_never_reach_the_request_log(app):
+    import logging
+
+    from web.logs import RedactTokenPath
+
+    werkzeug = logging.getLogger("werkzeug")
+    assert any(
+        isinstance(f, RedactTokenPath) and f.prefix == "/notices/unsubscribe/"
+        for f in werkzeug.filters
+    )
+    record = logging.LogRecord(
+        "werkzeug", logging.INFO, __file__, 1, '"%s" %s',
+        ("POST /notices/unsubscribe/c2VjcmV0.dG9rZW4 HTTP/1.1", "200"), None,
+    )  # fmt: skip
+    RedactTokenPath("/notices/unsubscribe/").filter(record)
+    assert record.getMessage() == '"POST /notices/unsubscribe/[redacted] HTTP/1.1" 200'

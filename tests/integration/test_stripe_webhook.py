@@ -194,3 +194,23 @@ def test_subscription_past_due_and_legacy_source_expiring(client, db_session, ac
     [card] = cards(db_session)
     assert (card.external_id, card.expires_on.isoformat()) == ("card_1", "2027-01-31")
     assert utcnow()  # the scan, not this event, decides when to notice (see test_notices)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "t=\u00b2,v1=00",  # a superscript two passes str.isdigit()
+        f"t={int(time.time())},v1=\u00e9\u00e9",  # non-ASCII signature
+        f"t={'9' * 40},v1=00",
+    ],
+)
+def test_hostile_signature_headers_are_a_400_not_a_crash(client, db_session, account, header):
+    payload = event("invoice.payment_failed", {"customer": "cus_ANN"})
+    response = client.post(
+        "/webhooks/stripe",
+        data=payload,
+        headers={"Stripe-Signature": header},  # sent as Latin-1, as HTTP does
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert db_session.scalar(sa.select(sa.func.count()).select_from(AccountEvent)) == 0

@@ -37,6 +37,9 @@ class JourneyEventKind(enum.StrEnum):
     VOTE = "vote"
     DEFLECTED = "deflected"
     SUBMITTED = "submitted"
+    # The journey was joined to a ticket only because the email address the visitor typed
+    # matched the ticket's sender: nobody proved the visitor owns that address.
+    LINKED_BY_EMAIL = "linked_by_email"
 
 
 class SelfServiceSession(Base):

@@ -130,7 +130,7 @@ def _texts(values: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _int(text: str, name: str) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
         raise Invalid(f"{name} must be a number.")
     return int(text)
 

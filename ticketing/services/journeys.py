@@ -164,7 +164,9 @@ def link_recent_by_email(
     )
     if journey is None:
         return None
-    return attach_to_ticket(session, journey, ticket, now=now)
+    attach_to_ticket(session, journey, ticket, now=now)
+    record(session, journey, kind=JourneyEventKind.LINKED_BY_EMAIL, now=now)
+    return journey
 
 
 def journey_of(session: Session, ticket: Ticket) -> SelfServiceSession | None:
@@ -264,6 +266,13 @@ def describe(steps: Sequence[JourneyEvent], titles: Mapping[int, str]) -> list[s
     if shown:
         n = len(shown)
         lines.insert(0, f"Saw {n} suggested article{'s' if n != 1 else ''}")
+    if any(e.kind == JourneyEventKind.LINKED_BY_EMAIL for e in steps):
+        # Anyone can type any address on the help pages: say so before the agent relies on it.
+        lines.insert(
+            0,
+            "Matched by the email address typed on the help pages (not verified: "
+            "this may not have been the customer)",
+        )
     return lines
 
 

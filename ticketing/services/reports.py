@@ -71,7 +71,7 @@ def parse_period(first: str | None, last: str | None, *, today: dt.date) -> Peri
     try:
         end = dt.date.fromisoformat(last) if last else today
         start = dt.date.fromisoformat(first) if first else end - dt.timedelta(days=DEFAULT_DAYS - 1)
-    except ValueError:
+    except (ValueError, OverflowError):  # 0001-01-01 minus 29 days
         raise Invalid("Use dates like 2026-11-01.") from None
     if start > end:
         raise Invalid("The start date must be on or before the end date.")

@@ -52,9 +52,10 @@ def verify_signature(
     signatures = []
     for part in (header or "").split(","):
         key, _, value = part.strip().partition("=")
-        if key == "t" and value.isdigit():
+        # isdigit() alone admits "²"; a hex digest is ASCII, so anything else cannot match.
+        if key == "t" and value.isascii() and value.isdigit() and len(value) <= 12:
             timestamp = int(value)
-        elif key == "v1" and value:
+        elif key == "v1" and value and value.isascii():
             signatures.append(value.strip().lower())
     if timestamp is None or not signatures:
         raise BadSignature("Stripe-Signature header missing or malformed.")

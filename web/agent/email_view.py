@@ -134,7 +134,11 @@ def inline_image(entry_id: int, attachment_id: int) -> Response:
     """One of an email's own `cid:` images, for the sandboxed body (no session; see above)."""
     expires = request.args.get("e", "")
     signature = request.args.get("s", "")
-    if not expires.isdigit() or len(expires) > 12 or int(expires) < time.time():
+    if (
+        not (expires.isascii() and expires.isdigit())
+        or len(expires) > 12
+        or int(expires) < time.time()
+    ):
         abort(404)
     expected = _image_signature(entry_id, attachment_id, int(expires)).encode()
     if not hmac.compare_digest(expected, signature.encode("utf-8", "replace")):

@@ -57,7 +57,7 @@ def _article_form(article: Article | None = None) -> ArticleForm:
 
 def _chosen_category(form: ArticleForm) -> Category | None:
     value = form.category.data or ""
-    return kb.get_category(db.session, int(value)) if value.isdigit() else None
+    return kb.get_category(db.session, int(value)) if value.isascii() and value.isdigit() else None
 
 
 def _action() -> str:

@@ -124,7 +124,11 @@ def submit() -> Response | tuple[str, int]:
     is_valid = form.validate_on_submit()
     stored = _stored_attachments(form)
     try:
-        stored += store_uploads(request.files.getlist("attachments"), blobs=blobs(current_app))
+        uploads = [f for f in request.files.getlist("attachments") if f.filename]
+        if len(stored) + len(uploads) > MAX_FILES:
+            # Kept from the first step plus new ones: the limit is for the whole request.
+            raise Invalid(f"Attach at most {MAX_FILES} files.")
+        stored += store_uploads(uploads, blobs=blobs(current_app))
     except Invalid as exc:
         form.attachments.errors = [str(exc)]
         is_valid = False
@@ -273,7 +277,7 @@ def _suggestions(text: str) -> list[dict[str, Any]]:
 
 
 def _article_id(raw: str | None) -> int | None:
-    if raw is None or not raw.isdigit() or len(raw) > 9:
+    if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
         return None
     return int(raw) or None
 

@@ -47,7 +47,8 @@
         body: "activity=" + encodeURIComponent(now),
       })
         .then(function (response) {
-          if (!response.ok) return null;
+          // A signed-out agent's beat is redirected to the sign-in page: never show that.
+          if (!response.ok || response.redirected) return null;
           ok = true;
           lastSent = now;
           return response.text();
