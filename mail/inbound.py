@@ -96,6 +96,10 @@ class Delivery:
     uid: int | None = None
     size: int | None = None  # the server's RFC822.SIZE; len(raw) when None
     is_truncated: bool = False  # only the header was downloaded (over the size limit)
+    # The mailbox's `ack_enabled`, when the caller already read it (the poller does, once per
+    # batch); None reads it from the mailbox row. Every commit expires that row, so reading it
+    # here would cost a SELECT per message.
+    mailbox_acknowledges: bool | None = None
 
 
 def content_digest(raw: bytes) -> str:
@@ -215,7 +219,7 @@ def process(
             now=now,
             window=settings.journey_link_window,
         )
-    if _wants_acknowledgement(msg, result, entry, receipt, settings):
+    if _wants_acknowledgement(msg, result, entry, receipt, settings, delivery):
         acknowledge(session, entry.ticket, entry, now=now, ctx=settings.outbound)  # type: ignore[arg-type]
     return _flushed(session, receipt)
 
@@ -232,6 +236,7 @@ def _wants_acknowledgement(
     entry: Entry,
     receipt: Receipt,
     settings: InboundSettings,
+    delivery: Delivery,
 ) -> bool:
     """A new ticket from a person with a trustworthy address, in a mailbox that acknowledges.
 
@@ -239,8 +244,7 @@ def _wants_acknowledgement(
     over the rate limit never get one (RFC 3834; and an acknowledgement to a forged From
     would make us a relay for whoever forged it).
     """
-    mailbox = entry.ticket.mailbox
-    return (
+    if not (
         settings.outbound is not None
         and receipt.opened_ticket
         and result.kind == Kind.NORMAL
@@ -248,8 +252,12 @@ def _wants_acknowledgement(
         and msg.sender is not None
         and not is_own_address(msg.sender.email, settings.own_addresses)
         and "rate_limited" not in entry.flags
-        and (mailbox is None or mailbox.ack_enabled)
-    )
+    ):
+        return False
+    if delivery.mailbox_acknowledges is not None and entry.ticket.mailbox_id == delivery.mailbox_id:
+        return delivery.mailbox_acknowledges
+    mailbox = entry.ticket.mailbox
+    return mailbox is None or mailbox.ack_enabled
 
 
 def park(
@@ -321,14 +329,38 @@ def _conflict_id(digest: str) -> str:
     return f"{digest[:40]}.conflict@{SYNTHETIC_DOMAIN}"
 
 
-def _earlier_receipts(session: Session, message_id: str, *, exclude: Receipt) -> list[Receipt]:
-    stmt = sa.select(Receipt).where(
-        Receipt.message_id == message_id,
-        Receipt.status.in_((ReceiptStatus.PROCESSED, ReceiptStatus.LOOP)),
+# These two run for every message. They are built once, on the table rather than the ORM
+# class, and run on the session's connection (same transaction): building a statement and
+# the ORM's execution path each cost more CPU than SQLite takes to answer the query. Only
+# the columns the dedupe reads are loaded, not whole Receipt objects.
+_RECEIPTS = Receipt.__table__
+_EARLIER_RECEIPTS = (
+    sa.select(
+        _RECEIPTS.c.content_sha256,
+        _RECEIPTS.c.disposition,
+        _RECEIPTS.c.ticket_id,
+        _RECEIPTS.c.entry_id,
     )
-    if exclude.id is not None:
-        stmt = stmt.where(Receipt.id != exclude.id)
-    return list(session.scalars(stmt.order_by(Receipt.id)))
+    .where(
+        _RECEIPTS.c.message_id == sa.bindparam("message_id"),
+        _RECEIPTS.c.status.in_((ReceiptStatus.PROCESSED, ReceiptStatus.LOOP)),
+        _RECEIPTS.c.id != sa.bindparam("exclude_id"),
+    )
+    .order_by(_RECEIPTS.c.id)
+)
+_RECENT_NEW_TICKETS = sa.select(sa.func.count(_RECEIPTS.c.id)).where(
+    _RECEIPTS.c.sender == sa.bindparam("sender"),
+    _RECEIPTS.c.opened_ticket,
+    _RECEIPTS.c.sent_at > sa.bindparam("since"),
+    _RECEIPTS.c.sent_at <= sa.bindparam("sent_at"),
+)
+
+
+def _earlier_receipts(session: Session, message_id: str, *, exclude: Receipt) -> list[sa.Row]:
+    """Earlier processed copies of `message_id` (content digest, disposition, ticket, entry)."""
+    # Receipt ids start at 1: 0 excludes nothing when this receipt is not stored yet.
+    params = {"message_id": message_id, "exclude_id": exclude.id or 0}
+    return list(session.connection().execute(_EARLIER_RECEIPTS, params))
 
 
 def _sender(session: Session, msg: ParsedEmail) -> Customer:
@@ -365,14 +397,9 @@ def _over_rate_limit(
     """Whether this sender already opened `new_ticket_limit` tickets in the window before
     this message was sent — judged by when they sent, so draining a backlog is no flood."""
     with session.no_autoflush:
-        recent = session.scalar(
-            sa.select(sa.func.count(Receipt.id)).where(
-                Receipt.sender == sender,
-                Receipt.opened_ticket,
-                Receipt.sent_at > sent_at - settings.new_ticket_window,
-                Receipt.sent_at <= sent_at,
-            )
-        )
+        since = sent_at - settings.new_ticket_window
+        params = {"sender": sender, "since": since, "sent_at": sent_at}
+        recent = session.connection().execute(_RECENT_NEW_TICKETS, params).scalar()
     return (recent or 0) >= settings.new_ticket_limit
 
 
@@ -408,6 +435,7 @@ def _record_message(
         recipients=_recipients(msg),
     )
     flags = _flags(msg, result, is_conflict=is_conflict)
+    split = split_reply(msg.text, html=msg.html)
     automatic = result.kind != Kind.NORMAL
     ticket = decision.ticket
     is_new_ticket = ticket is None
@@ -417,6 +445,13 @@ def _record_message(
         ):
             flags.add("rate_limited")
         receipt.opened_ticket = True
+        colleagues = [
+            address
+            for address in (*msg.to, *msg.cc)
+            if msg.sender_status == SenderStatus.OK
+            and not is_own_address(address.email, settings.own_addresses)
+            and address.email != sender.email
+        ]
         ticket = conversation.open_ticket(
             session,
             customer=sender,
@@ -425,16 +460,15 @@ def _record_message(
             mailbox_id=delivery.mailbox_id,
             follows_up=decision.follows_up,
             now=now,
+            # The preview the first message sets anyway, in the ticket's INSERT (no UPDATE).
+            preview=conversation.preview_of(split.visible),
+            # Participants need the ticket's id now; otherwise the ticket is inserted by the
+            # first message's flush below (one flush instead of two).
+            flush=bool(colleagues),
         )
-        if msg.sender_status == SenderStatus.OK:
-            for address in (*msg.to, *msg.cc):
-                if not is_own_address(address.email, settings.own_addresses) and (
-                    address.email != sender.email
-                ):
-                    colleague = customers.find_or_create(
-                        session, email=address.email, name=address.name
-                    )
-                    conversation.add_participant(ticket, colleague)
+        for address in colleagues:
+            colleague = customers.find_or_create(session, email=address.email, name=address.name)
+            conversation.add_participant(ticket, colleague)
     elif decision.sender_joins and usable:
         conversation.add_participant(ticket, sender)
     # A ticket opened just now has no entries yet: only an existing one can hold this id.
@@ -442,7 +476,6 @@ def _record_message(
         entry_message_id = _conflict_id(raw_sha256)
         flags.add("message_id_conflict")
 
-    split = split_reply(msg.text, html=msg.html)
     attachments = [
         conversation.NewAttachment(
             sha256=blobs.put(a.data),

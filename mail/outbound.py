@@ -187,6 +187,18 @@ def _last_customer_text(session: Session, ticket: Ticket) -> str | None:
     )
 
 
+# Built once: email ingest asks it for every new ticket.
+_RECENT_ACK = (
+    sa.select(OutboxMessage.id)
+    .where(
+        OutboxMessage.kind == OutboxKind.ACKNOWLEDGEMENT,
+        OutboxMessage.recipient == sa.bindparam("recipient"),
+        OutboxMessage.created_at > sa.bindparam("since"),
+    )
+    .limit(1)
+)
+
+
 def acknowledge(
     session: Session,
     ticket: Ticket,
@@ -208,11 +220,7 @@ def acknowledge(
     if customer.email.endswith("@" + QUARANTINE_DOMAIN):
         return None
     recent_ack = session.scalar(
-        sa.select(OutboxMessage.id).where(
-            OutboxMessage.kind == OutboxKind.ACKNOWLEDGEMENT,
-            OutboxMessage.recipient == customer.email,
-            OutboxMessage.created_at > now - ctx.ack_window,
-        )
+        _RECENT_ACK, {"recipient": customer.email, "since": now - ctx.ack_window}
     )
     if recent_ack is not None:
         return None

@@ -70,8 +70,17 @@ def open_ticket(
     priority: Priority = Priority.NORMAL,
     mailbox_id: int | None = None,
     follows_up: Ticket | None = None,
+    preview: str = "",
+    flush: bool = True,
 ) -> Ticket:
-    """Create an empty ticket with the next human number. Add its first message next."""
+    """Create an empty ticket with the next human number. Add its first message next.
+
+    `preview` is the first message's inbox preview when the caller already knows it
+    (`preview_of(body_text)`): written with the INSERT, adding that message then changes
+    nothing on the ticket, which saves an UPDATE per new ticket (email ingest's hot path).
+    `flush=False` leaves the INSERT to the next flush, for a caller that adds the first
+    message right away (`add_customer_message` flushes both): the ticket has no id until then.
+    """
     ticket = Ticket(
         number=next_value(session, "ticket_number", start=FIRST_TICKET_NUMBER),
         subject=clean_subject(subject),
@@ -81,11 +90,13 @@ def open_ticket(
         customer=customer,
         mailbox_id=mailbox_id,
         follows_up_id=follows_up.id if follows_up else None,
+        preview=preview,
         created_at=now,
         updated_at=now,
     )
     session.add(ticket)
-    session.flush()
+    if flush:
+        session.flush()
     return ticket
 
 

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ticketing import kb_search
-from ticketing.models import Article, Status, Ticket
+from ticketing.models import Article, ArticleStatus, Status, Ticket
 from ticketing.models.journeys import JourneyEventKind, JourneyOutcome, SolvedLink
 from ticketing.services import conversation, journeys, kb
 
@@ -69,6 +69,18 @@ def issue_solved_link(
     return token
 
 
+# One index probe (ix_kb_articles_status_views), built once: it runs per acknowledgement.
+_ANY_PUBLISHED = sa.select(sa.exists().where(Article.status == ArticleStatus.PUBLISHED))
+
+
+def _any_published(session: Session) -> bool:
+    """Whether the knowledge base has a published article at all. Without one (a team that
+    does not use it), the acknowledgement skips the journey lookup, the savepoint and the
+    search: three to four statements per new ticket for nothing. Not cached, so an article
+    published a moment ago is suggested in the very next acknowledgement."""
+    return bool(session.scalar(_ANY_PUBLISHED))
+
+
 def acknowledgement_articles(
     session: Session,
     *,
@@ -85,7 +97,7 @@ def acknowledgement_articles(
     articles are ours: nothing in them comes from the requester, so they are safe in an
     acknowledgement to an unverified address (security.md case 47).
     """
-    if not text.strip():
+    if not text.strip() or not _any_published(session):
         return []
     # Articles the customer already read before writing in did not answer it: offer others.
     tried = journeys.articles_tried(session, ticket)
