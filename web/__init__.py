@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, abort
 from werkzeug.middleware.proxy_fix import ProxyFix
-from werkzeug.routing import IntegerConverter, Map
+from werkzeug.routing import IntegerConverter
 
 from ticketing.storage import BlobStore
 from web.config import load_config
@@ -31,8 +31,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
     _configure_logging(app)
 
-    # Route numbers beyond a 32-bit INTEGER column are nobody's: 404, not a database error.
+    # Route numbers beyond the tables' 32-bit integer keys are nobody's: 404, not a database
+    # error (PostgreSQL refuses to bind them to an INTEGER column; SQLite overflows at 64 bits).
     app.url_map.converters["int"] = BoundedIntConverter
+    app.url_value_preprocessor(_numbers_in_range)
     db.init_app(app)
     migrate.init_app(app, db, directory=_migrations_dir())
     csrf.init_app(app)
@@ -80,11 +82,22 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 class BoundedIntConverter(IntegerConverter):
-    """`<int:…>` in every route: 0 to 2**31 - 1, the range of the tables' integer keys."""
+    """`<int:…>` in every route: at most 18 digits, so any number fits the 64-bit integers
+    the databases bind (SQLite's driver overflows beyond; the lookup then finds nothing, a
+    404). Bounded by the pattern rather than `max=`: with a failing `max` Werkzeug answers
+    405 instead of 404 for some methods."""
 
-    def __init__(self, map: Map, *args: object, **kwargs: object) -> None:
-        kwargs.setdefault("max", 2**31 - 1)
-        super().__init__(map, *args, **kwargs)  # type: ignore[arg-type]
+    regex = r"\d{1,18}"
+
+
+MAX_ROUTE_NUMBER = 2**31 - 1
+
+
+def _numbers_in_range(_endpoint: str | None, values: dict[str, Any] | None) -> None:
+    # After routing, for every method alike (a `max=` on the converter makes Werkzeug answer
+    # 405 for some methods instead of 404).
+    if values and any(isinstance(v, int) and v > MAX_ROUTE_NUMBER for v in values.values()):
+        abort(404)
 
 
 def _migrations_dir() -> str:
