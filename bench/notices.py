@@ -44,6 +44,8 @@ from pathlib import Path
 
 from benchlib import ROOT, BenchError, database, flask, flask_command, tail
 
+from ticketing.services.accounts import FIELDS
+
 SCAN_DAY = dt.date(2026, 11, 10)
 PLANS = ("Basic", "Pro", "Team", "Enterprise")
 BRANDS = ("visa", "mastercard", "amex", "discover")
@@ -59,19 +61,7 @@ def write_csv(path: Path, n: int, seed: int) -> None:
     first = SCAN_DAY.year * 12 + SCAN_DAY.month - 1 - 24  # 24 months back .. 36 ahead
     with path.open("w", newline="") as fh:
         out = csv.writer(fh)
-        out.writerow(
-            [
-                "external_id",
-                "email",
-                "name",
-                "plan",
-                "status",
-                "card_brand",
-                "card_last4",
-                "card_exp_month",
-                "card_exp_year",
-            ]
-        )
+        out.writerow(FIELDS)  # the documented CSV columns, in their order
         for i in range(n):
             month_index = first + rng.randrange(60)
             out.writerow(

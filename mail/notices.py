@@ -23,9 +23,9 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from mail.compose import OutgoingMail, compose
+from mail.compose import OutgoingMail
 from mail.message import Address
-from mail.outbound import QUARANTINE_DOMAIN, OutboundContext
+from mail.outbound import QUARANTINE_DOMAIN, OutboundContext, store_composed
 from mail.tokens import make_loop_token, make_message_id, reply_address
 from ticketing.emails import render_email
 from ticketing.models import (
@@ -206,10 +206,8 @@ def send(
     )
     if customer.email.endswith("@" + QUARANTINE_DOMAIN):
         problem = "the customer's address is unusable; nothing was sent"
-    try:
-        data = compose(mail)
-    except ValueError as exc:
-        data, problem = b"", f"not sent: {exc}"
+    raw_sha256, size, unbuildable = store_composed(ctx.outbound, mail)
+    problem = unbuildable or problem
     row = outbox_rules.record(
         session,
         kind=OutboxKind.NOTICE,
@@ -217,8 +215,8 @@ def send(
         envelope_from=from_address,
         recipients=[customer.email],
         subject=rendered.subject,
-        raw_sha256=ctx.outbound.blobs.put(data),
-        size=len(data),
+        raw_sha256=raw_sha256,
+        size=size,
         now=now,
         ticket=ticket,
         entry=entry,

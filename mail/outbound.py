@@ -80,7 +80,7 @@ def _thread_ids(session: Session, ticket: Ticket) -> tuple[str | None, tuple[str
     return (customer_ids[-1] if customer_ids else None), tuple(ids)
 
 
-def _store(ctx: OutboundContext, mail: OutgoingMail) -> tuple[str, int, str | None]:
+def store_composed(ctx: OutboundContext, mail: OutgoingMail) -> tuple[str, int, str | None]:
     """Compose and keep the bytes; (sha256, size, None), or an error in words when the
     message cannot be built (an invalid stored address): then nothing is sent."""
     try:
@@ -153,7 +153,7 @@ def reply(
         loop_token=make_loop_token(secret_key=ctx.secret_key),
         date=now,
     )
-    raw_sha256, size, problem = _store(ctx, mail)
+    raw_sha256, size, problem = store_composed(ctx, mail)
     if customer.email.endswith("@" + QUARANTINE_DOMAIN):
         problem = "the sender's address was unusable; nothing was sent"
     row = outbox_rules.record(
@@ -269,7 +269,7 @@ def acknowledge(
         loop_token=make_loop_token(secret_key=ctx.secret_key),
         date=now,
     )
-    raw_sha256, size, problem = _store(ctx, mail)
+    raw_sha256, size, problem = store_composed(ctx, mail)
     blocked = blocked or problem
     return outbox_rules.record(
         session,

@@ -19,9 +19,9 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from mail.compose import OutgoingMail, compose
+from mail.compose import OutgoingMail
 from mail.message import Address
-from mail.outbound import QUARANTINE_DOMAIN, OutboundContext
+from mail.outbound import QUARANTINE_DOMAIN, OutboundContext, store_composed
 from mail.tokens import make_loop_token
 from ticketing.emails import render_email
 from ticketing.models import OutboxKind, OutboxMessage, OutboxStatus
@@ -51,10 +51,8 @@ def request_link(
     blocked = outbox_rules.automatic_mail_block(
         session, recipient=customer.email, now=now, caps=ctx.caps
     )
-    try:
-        data = compose(mail)
-    except ValueError as exc:  # an address no server would accept
-        data, blocked = b"", f"not sent: {exc}"
+    raw_sha256, size, unbuildable = store_composed(ctx, mail)  # an address no server takes
+    blocked = unbuildable or blocked
     if customer.email.endswith("@" + QUARANTINE_DOMAIN):
         blocked = "the customer's address was unusable; nothing was sent"
     if blocked:
@@ -67,8 +65,8 @@ def request_link(
         envelope_from=mail.from_address,
         recipients=[customer.email],
         subject=mail.subject,
-        raw_sha256=ctx.blobs.put(data),
-        size=len(data),
+        raw_sha256=raw_sha256,
+        size=size,
         now=now,
         is_automatic=True,
         status=OutboxStatus.SUPPRESSED if blocked else OutboxStatus.QUEUED,

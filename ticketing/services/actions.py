@@ -21,17 +21,15 @@ from ticketing.errors import Invalid
 from ticketing.models import (
     Agent,
     Channel,
-    Customer,
     Entry,
     EntryKind,
     OutboxMessage,
-    Participant,
     Priority,
     Receipt,
     Status,
     Ticket,
 )
-from ticketing.services import conversation
+from ticketing.services import conversation, inbox
 
 # One bulk request touches at most this many tickets (a page of the list is 50).
 MAX_BULK = 500
@@ -128,7 +126,7 @@ def merge(session: Session, source: Ticket, *, into: int, actor: Agent, now: dt.
             .execution_options(synchronize_session=False)
         )
 
-    for person in [source.customer, *_participants(session, source)]:
+    for person in [source.customer, *inbox.participants(session, source)]:
         conversation.add_participant(target, person)
     for tag in source.tags:
         if tag not in target.tags:
@@ -172,17 +170,6 @@ def _free_message_id(session: Session, ticket: Ticket, message_id: str, number: 
         if not _message_ids_on(session, ticket, [candidate]):
             return candidate
     raise Invalid("Too many copies of one message on this ticket.")  # pragma: no cover
-
-
-def _participants(session: Session, ticket: Ticket) -> list[Customer]:
-    return list(
-        session.scalars(
-            sa.select(Customer)
-            .join(Participant, Participant.customer_id == Customer.id)
-            .where(Participant.ticket_id == ticket.id)
-            .order_by(Participant.id)
-        )
-    )
 
 
 # -- detach ------------------------------------------------------------------------------------
