@@ -87,7 +87,11 @@
     });
     if (!known) return false;
     field.value = value;
-    // requestSubmit runs the submit event, so htmx (when loaded) can take the form over.
+    // requestSubmit runs the submit event, so htmx (when loaded) can take the form over. A
+    // form htmx has just swapped in may not have its handlers yet (they are bound as the swap
+    // settles): bind them now (a no-op for a form already processed), or a key pressed right
+    // after a swap would post the form natively and reload the page.
+    if (window.htmx) window.htmx.process(field.form);
     if (typeof field.form.requestSubmit === "function") field.form.requestSubmit();
     else field.form.submit();
     return true;
