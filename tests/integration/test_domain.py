@@ -7,6 +7,7 @@ import sqlalchemy as sa
 
 from ticketing.errors import Invalid
 from ticketing.models import Channel, Customer, EntryKind, Status, Ticket
+from ticketing.models.counters import next_value, reserve
 from ticketing.services import conversation, customers
 
 NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
@@ -35,6 +36,14 @@ def test_customer_email_is_unique_case_insensitively(db_session):
 def test_ticket_numbers_are_sequential_and_human(db_session):
     numbers = [_ticket(db_session, subject=f"t{i}").number for i in range(3)]
     assert numbers == [1001, 1002, 1003]
+
+
+def test_a_block_of_counter_values_is_reserved_at_once(db_session):
+    assert reserve(db_session, "bench", 5, start=10) == 10  # first use creates the row
+    assert reserve(db_session, "bench", 3) == 15
+    assert next_value(db_session, "bench") == 18
+    with pytest.raises(ValueError):
+        reserve(db_session, "bench", 0)
 
 
 def test_datetimes_come_back_timezone_aware_utc(db_session):

@@ -25,7 +25,6 @@ from ticketing.models import (
     Agent,
     AgentRole,
     Channel,
-    Counter,
     Customer,
     Entry,
     EntryKind,
@@ -36,7 +35,7 @@ from ticketing.models import (
     Ticket,
     ticket_tags,
 )
-from ticketing.models.counters import next_value
+from ticketing.models.counters import reserve
 from ticketing.services import agents, conversation, customers
 from ticketing.services.conversation import FIRST_TICKET_NUMBER
 
@@ -555,13 +554,7 @@ def _ascii(name: str) -> str:
 
 def _reserve_numbers(session: Session, count: int) -> list[int]:
     """`count` consecutive ticket numbers, reserved on the counter the app uses."""
-    first = next_value(session, "ticket_number", start=FIRST_TICKET_NUMBER)
-    if count > 1:
-        session.execute(
-            sa.update(Counter)
-            .where(Counter.name == "ticket_number")
-            .values(value=Counter.value + (count - 1))
-        )
+    first = reserve(session, "ticket_number", count, start=FIRST_TICKET_NUMBER)
     return list(range(first, first + count))
 
 
