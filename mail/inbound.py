@@ -13,27 +13,23 @@ from; a reused Message-ID with different content is stored too, and flagged.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import re
 from dataclasses import dataclass
-from functools import partial
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload, make_transient_to_detached
 
-from mail.html import sanitize_html
 from mail.message import ParsedEmail, SenderStatus
-from mail.outbound import OutboundContext, acknowledge
-from mail.parse import parse
-from mail.quotes import split_reply
-from mail.rules import Classification, Kind, classify, is_own_address
+from mail.outbound import OutboundContext, acknowledge, recently_acknowledged
+from mail.prepare import Prepared, PrepareSettings, content_digest, prepare
+from mail.rules import Classification, Kind, is_own_address
 from mail.threader import ThreadDecision, decide, normalize_subject
-from mail.tokens import ticket_from_message_id, verify_loop_token
+from mail.tokens import ticket_from_message_id
 from ticketing.models import (
     Channel,
     Customer,
     Entry,
     EntryKind,
+    Mailbox,
     OutboxMessage,
     Receipt,
     ReceiptStatus,
@@ -45,29 +41,6 @@ from ticketing.storage import BlobStore
 
 QUARANTINE_ADDRESS = "unknown-sender@handoff.invalid"
 SYNTHETIC_DOMAIN = "synthetic.handoff.invalid"
-
-# Headers each relay adds on the way in: two copies of one message delivered by different
-# routes (or to two of our mailboxes) differ only here.
-_TRACE_HEADERS = {
-    b"return-path",
-    b"received",
-    b"delivered-to",
-    b"x-original-to",
-    b"x-delivered-to",
-    b"envelope-to",
-    b"x-envelope-to",
-    b"x-envelope-from",
-    b"received-spf",
-    b"authentication-results",
-    b"arc-seal",
-    b"arc-message-signature",
-    b"arc-authentication-results",
-    b"x-spam-status",
-    b"x-spam-score",
-    b"x-spam-flag",
-    b"x-virus-scanned",
-}
-_HEADER_START = re.compile(rb"^([!-9;-~]+):")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +56,14 @@ class InboundSettings:
     outbound: OutboundContext | None = None
     # A new ticket from an address a self-service visitor gave this recently gets that journey.
     journey_link_window: dt.timedelta = dt.timedelta(hours=24)
+
+    @property
+    def prepare_settings(self) -> PrepareSettings:
+        return PrepareSettings(
+            secret_key=self.secret_key,
+            own_addresses=self.own_addresses,
+            max_message_bytes=self.max_message_bytes,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,23 +83,6 @@ class Delivery:
     mailbox_acknowledges: bool | None = None
 
 
-def content_digest(raw: bytes) -> str:
-    """sha256 of the message without its leading trace headers and with normalised line ends."""
-    head, sep, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
-    kept: list[bytes] = []
-    skipping = False
-    for line in head.split(b"\n"):
-        if line[:1] in (b" ", b"\t"):
-            if not skipping:
-                kept.append(line)
-            continue
-        match = _HEADER_START.match(line)
-        skipping = bool(match) and match.group(1).lower() in _TRACE_HEADERS  # type: ignore[union-attr]
-        if not skipping:
-            kept.append(line)
-    return hashlib.sha256(b"\n".join(kept) + sep + body).hexdigest()
-
-
 def synthetic_message_id(digest: str) -> str:
     """A deterministic id for a message that has none, derived from its content."""
     return f"{digest[:40]}@{SYNTHETIC_DOMAIN}"
@@ -133,20 +97,27 @@ def process(
     blobs: BlobStore,
     now: dt.datetime,
     receipt: Receipt | None = None,
+    prepared: Prepared | Exception | None = None,
 ) -> Receipt:
     """Record one message; returns its receipt (new, or `receipt` updated on a retry).
 
+    `prepared` is the message already worked out from its bytes (`mail.prepare`, possibly in
+    another process), or the exception that raised; None prepares it here.
     Raises on a processing failure; the caller rolls back and calls `park()`.
     Enqueues nothing: acknowledgements are the email-out layer's decision, made from the
     receipt's disposition and the entry's flags.
     """
+    if prepared is None:
+        prepared = prepare(delivery.raw, settings.prepare_settings)
+    if isinstance(prepared, Exception):
+        raise prepared
     size = delivery.size if delivery.size is not None else len(delivery.raw)
-    msg = parse(delivery.raw, max_part_bytes=settings.max_message_bytes)
-    digest = content_digest(delivery.raw)
+    msg, digest = prepared.msg, prepared.digest
     message_id = (msg.message_id or synthetic_message_id(digest))[:998]
     if receipt is None:
-        # A new receipt joins the session only once it is complete (`_flushed` below): one
-        # INSERT instead of an INSERT and two UPDATEs, as autoflush before each query of the
+        # A new receipt joins the session only once it is complete (the flush that writes
+        # the message's entry, or `_flushed` below): one INSERT instead of an INSERT and two
+        # UPDATEs, as autoflush before each query of the
         # pipeline would otherwise write it half-filled and then again. Nothing queries it
         # before: dedupe and the rate limit exclude this message anyway.
         receipt = Receipt(
@@ -175,12 +146,7 @@ def process(
         receipt.ticket_id, receipt.entry_id = same.ticket_id, same.entry_id
         return _flushed(session, receipt)
 
-    result = classify(
-        msg,
-        own_addresses=settings.own_addresses,
-        verify_loop_token=partial(verify_loop_token, secret_key=settings.secret_key),
-        raw=delivery.raw,
-    )
+    result = prepared.classification
     receipt.disposition = result.kind.value
     if result.kind == Kind.LOOP:
         receipt.status = ReceiptStatus.LOOP
@@ -191,10 +157,9 @@ def process(
         _record_bounce(session, msg, result, receipt, settings=settings, now=now)
         return _flushed(session, receipt)
 
-    entry = _record_message(
+    recorded = _record_message(
         session,
-        msg,
-        result,
+        prepared,
         delivery,
         receipt,
         settings=settings,
@@ -205,7 +170,7 @@ def process(
         is_conflict=bool(earlier),
         size=size,
     )
-    receipt.ticket_id, receipt.entry_id = entry.ticket_id, entry.id
+    receipt.ticket_id, receipt.entry_id = recorded.ticket_id, recorded.entry_id
     if (
         receipt.opened_ticket
         and result.kind == Kind.NORMAL
@@ -214,26 +179,56 @@ def process(
     ):
         journeys.link_recent_by_email(
             session,
-            ticket=entry.ticket,
+            ticket_id=recorded.ticket_id,
             email=msg.sender.email,
             now=now,
             window=settings.journey_link_window,
         )
-    if _wants_acknowledgement(msg, result, entry, receipt, settings, delivery):
-        acknowledge(session, entry.ticket, entry, now=now, ctx=settings.outbound)  # type: ignore[arg-type]
+    if _wants_acknowledgement(session, msg, result, recorded, receipt, settings, delivery):
+        assert settings.outbound is not None
+        # Most new tickets come from someone acknowledged a moment ago: asked before the
+        # ticket and entry are loaded as objects, which only the acknowledgement needs.
+        email = recorded.sender_email
+        if not recently_acknowledged(session, email, now=now, ctx=settings.outbound):
+            ticket = session.get(Ticket, recorded.ticket_id, options=[lazyload(Ticket.tags)])
+            entry = session.get(Entry, recorded.entry_id, options=[lazyload(Entry.attachments)])
+            assert ticket is not None and entry is not None
+            acknowledge(session, ticket, entry, now=now, ctx=settings.outbound)
     return _flushed(session, receipt)
 
 
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    """Where a message was recorded, and the entry's flags."""
+
+    ticket_id: int
+    entry_id: int
+    ticket_mailbox_id: int | None
+    flags: frozenset[str]
+    sender_email: str  # the author's address as stored (normalised)
+
+
 def _flushed(session: Session, receipt: Receipt) -> Receipt:
-    session.add(receipt)
-    session.flush()
+    """Write the receipt: a new one as one INSERT built once (every message has one), then
+    made persistent in the session without another statement; a retried one by the ORM."""
+    if sa.inspect(receipt).transient:
+        values = {key: value for key, value in vars(receipt).items() if key in _RECEIPT_COLUMNS}
+        result = session.connection().execute(_INSERT_RECEIPT, values)
+        receipt.id = result.inserted_primary_key[0]  # type: ignore[index]
+        # Columns left to their defaults are read back only if something asks for them.
+        make_transient_to_detached(receipt)
+        session.add(receipt)
+    else:
+        session.add(receipt)
+        session.flush()
     return receipt
 
 
 def _wants_acknowledgement(
+    session: Session,
     msg: ParsedEmail,
     result: Classification,
-    entry: Entry,
+    recorded: _Recorded,
     receipt: Receipt,
     settings: InboundSettings,
     delivery: Delivery,
@@ -251,12 +246,13 @@ def _wants_acknowledgement(
         and msg.sender_status == SenderStatus.OK
         and msg.sender is not None
         and not is_own_address(msg.sender.email, settings.own_addresses)
-        and "rate_limited" not in entry.flags
+        and "rate_limited" not in recorded.flags
     ):
         return False
-    if delivery.mailbox_acknowledges is not None and entry.ticket.mailbox_id == delivery.mailbox_id:
+    mailbox_id = recorded.ticket_mailbox_id
+    if delivery.mailbox_acknowledges is not None and mailbox_id == delivery.mailbox_id:
         return delivery.mailbox_acknowledges
-    mailbox = entry.ticket.mailbox
+    mailbox = session.get(Mailbox, mailbox_id) if mailbox_id is not None else None
     return mailbox is None or mailbox.ack_enabled
 
 
@@ -348,6 +344,8 @@ _EARLIER_RECEIPTS = (
     )
     .order_by(_RECEIPTS.c.id)
 )
+_INSERT_RECEIPT = _RECEIPTS.insert()
+_RECEIPT_COLUMNS = frozenset(column.key for column in _RECEIPTS.columns) - {"id"}
 _RECENT_NEW_TICKETS = sa.select(sa.func.count(_RECEIPTS.c.id)).where(
     _RECEIPTS.c.sender == sa.bindparam("sender"),
     _RECEIPTS.c.opened_ticket,
@@ -412,8 +410,7 @@ def sent_time(msg: ParsedEmail, *, now: dt.datetime) -> dt.datetime:
 
 def _record_message(
     session: Session,
-    msg: ParsedEmail,
-    result: Classification,
+    prepared: Prepared,
     delivery: Delivery,
     receipt: Receipt,
     *,
@@ -424,7 +421,8 @@ def _record_message(
     entry_message_id: str,
     is_conflict: bool,
     size: int,
-) -> Entry:
+) -> _Recorded:
+    msg, result, split = prepared.msg, prepared.classification, prepared.split
     sender = _sender(session, msg)
     usable = msg.sender is not None
     decision: ThreadDecision = decide(
@@ -435,10 +433,8 @@ def _record_message(
         recipients=_recipients(msg),
     )
     flags = _flags(msg, result, is_conflict=is_conflict)
-    split = split_reply(msg.text, html=msg.html)
     automatic = result.kind != Kind.NORMAL
     ticket = decision.ticket
-    is_new_ticket = ticket is None
     if ticket is None:
         if usable and _over_rate_limit(
             session, sender.email, sent_at=receipt.sent_at or now, settings=settings
@@ -452,64 +448,77 @@ def _record_message(
             and not is_own_address(address.email, settings.own_addresses)
             and address.email != sender.email
         ]
-        ticket = conversation.open_ticket(
+        # Written as plain INSERTs (see conversation.insert_ticket): the hot path.
+        inserted = conversation.insert_ticket(
             session,
-            customer=sender,
+            customer_id=sender.id,
             subject=normalize_subject(msg.subject) or "(no subject)",
             channel=Channel.EMAIL,
             mailbox_id=delivery.mailbox_id,
-            follows_up=decision.follows_up,
+            follows_up_id=decision.follows_up.id if decision.follows_up else None,
             now=now,
             # The preview the first message sets anyway, in the ticket's INSERT (no UPDATE).
             preview=conversation.preview_of(split.visible),
-            # Participants need the ticket's id now; otherwise the ticket is inserted by the
-            # first message's flush below (one flush instead of two).
-            flush=bool(colleagues),
         )
+        ticket_id, ticket_mailbox_id = inserted.id, delivery.mailbox_id
         for address in colleagues:
             colleague = customers.find_or_create(session, email=address.email, name=address.name)
-            conversation.add_participant(ticket, colleague)
-    elif decision.sender_joins and usable:
-        conversation.add_participant(ticket, sender)
-    # A ticket opened just now has no entries yet: only an existing one can hold this id.
-    if not is_new_ticket and _has_message(session, ticket, entry_message_id):
-        entry_message_id = _conflict_id(raw_sha256)
-        flags.add("message_id_conflict")
+            conversation.add_participant_to(
+                session, ticket_id, colleague, ticket_customer_id=sender.id
+            )
+    else:
+        ticket_id, ticket_mailbox_id = ticket.id, ticket.mailbox_id
+        if decision.sender_joins and usable:
+            conversation.add_participant(ticket, sender)
+        # A ticket opened just now has no entries yet: only an existing one can hold this id.
+        if _has_message(session, ticket, entry_message_id):
+            entry_message_id = _conflict_id(raw_sha256)
+            flags.add("message_id_conflict")
+        conversation.touch_for_customer_message(
+            ticket, body_text=split.visible, reopen=not automatic, now=now
+        )
 
     attachments = [
         conversation.NewAttachment(
-            sha256=blobs.put(a.data),
+            sha256=stored or blobs.put(a.data),
             size=a.size,
             content_type=a.content_type,
             filename=a.filename,
             content_id=a.content_id,
             is_inline=a.is_inline,
         )
-        for a in msg.attachments
-        if not a.omitted
+        for a, stored in prepared.kept_attachments()
     ]
-    entry = conversation.add_customer_message(
-        ticket,
-        author=sender,
+    entry_id = conversation.insert_customer_message(
+        session,
+        ticket_id=ticket_id,
+        author_id=sender.id,
         kind=EntryKind.CUSTOMER_EMAIL,
         subject=msg.subject,
         body_text=split.visible,
         quoted_text=split.trimmed,
-        body_html=sanitize_html(msg.html) if msg.html else None,
+        body_html=prepared.body_html,
         message_id=entry_message_id,
         in_reply_to=msg.in_reply_to,
         threaded_by=decision.reason,
         attachments=attachments,
-        reopen=not automatic,
         flags=flags,
         raw_sha256=raw_sha256,
         now=now,
     )
     if delivery.is_truncated or "parts_omitted" in flags:
         conversation.record_event(
-            ticket, text=_omission_note(msg, delivery, size, settings), now=now
+            ticket or _ticket(session, ticket_id),
+            text=_omission_note(msg, delivery, size, settings),
+            now=now,
         )
-    return entry
+    return _Recorded(ticket_id, entry_id, ticket_mailbox_id, frozenset(flags), sender.email)
+
+
+def _ticket(session: Session, ticket_id: int) -> Ticket:
+    ticket = session.get(Ticket, ticket_id)
+    assert ticket is not None, "inserted in this transaction"
+    return ticket
 
 
 def _has_message(session: Session, ticket: Ticket, message_id: str) -> bool:

@@ -199,6 +199,14 @@ _RECENT_ACK = (
 )
 
 
+def recently_acknowledged(
+    session: Session, recipient: str, *, now: dt.datetime, ctx: OutboundContext
+) -> bool:
+    """Whether `recipient` was sent an acknowledgement within `ack_window` (then no other)."""
+    params = {"recipient": recipient, "since": now - ctx.ack_window}
+    return session.scalar(_RECENT_ACK, params) is not None
+
+
 def acknowledge(
     session: Session,
     ticket: Ticket,
@@ -219,10 +227,7 @@ def acknowledge(
     customer = ticket.customer
     if customer.email.endswith("@" + QUARANTINE_DOMAIN):
         return None
-    recent_ack = session.scalar(
-        _RECENT_ACK, {"recipient": customer.email, "since": now - ctx.ack_window}
-    )
-    if recent_ack is not None:
+    if recently_acknowledged(session, customer.email, now=now, ctx=ctx):
         return None
     blocked = outbox_rules.automatic_mail_block(
         session, recipient=customer.email, now=now, caps=ctx.caps, ticket_id=ticket.id

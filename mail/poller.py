@@ -18,14 +18,15 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from mail.imap import ImapError, ImapSettings, connect
+from mail.imap import FetchedMessage, ImapError, ImapSettings, connect
 from mail.inbound import Delivery, InboundSettings, park, process
+from mail.prepare import Prepared, Preparer, Stored
 from ticketing.db import utcnow
 from ticketing.models import Mailbox, Receipt
 from ticketing.storage import BlobStore
@@ -129,11 +130,14 @@ def poll_mailbox(
     owner: str | None = None,
     lease: dt.timedelta = DEFAULT_LEASE,
     should_stop: StopCheck | None = None,
+    preparer: Preparer | None = None,
 ) -> PollResult:
     """Poll one mailbox once, holding its lease. IMAP failures are recorded, never raised.
 
     `should_stop` is checked between messages: once it says so, the message in hand is
     finished and flagged, the rest are left unseen for the next poll, and the lease released.
+    `preparer` parses and classifies each batch ahead of the database work (see
+    `mail.prepare`); without one, every message is prepared in this process.
     """
     result = PollResult(mailbox.name)
     mailbox_id = mailbox.id
@@ -155,6 +159,7 @@ def poll_mailbox(
             fault=fault,
             lease=lease,
             should_stop=should_stop or _never,
+            preparer=preparer or Preparer(settings.prepare_settings, blobs, processes=0),
         )
     finally:
         # A killed process never gets here; its lease expires instead.
@@ -176,6 +181,7 @@ def _poll_leased(
     fault: FaultHook | None,
     lease: dt.timedelta,
     should_stop: StopCheck,
+    preparer: Preparer,
 ) -> None:
     mailbox_id, move_to = mailbox.id, mailbox.move_to_folder
     try:
@@ -225,48 +231,33 @@ def _poll_leased(
                 acknowledges = mailbox.ack_enabled
                 session.rollback()  # end the read before the network fetch (SQLite's lock)
                 done: list[int] = []
-                # One IMAP FETCH brings the whole batch into memory anyway. Its raw bytes are
-                # all stored, durably, before any of them is processed: one group of fsyncs
-                # per batch rather than one fsync per message (see ticketing.storage).
+                # One IMAP FETCH brings the whole batch into memory anyway.
                 messages = list(
                     imap.fetch(batch, max_bytes=settings.max_message_bytes, batch_size=batch_size)
                 )
-                new = [fetched for fetched in messages if fetched.uid not in known]
-                digests = blobs.put_many([fetched.raw for fetched in new])
-                stored = {f.uid: digest for f, digest in zip(new, digests, strict=True)}
-                for fetched in messages:
-                    if should_stop():
-                        break
-                    result.fetched += 1
-                    if fetched.uid in stored:
-                        delivery = Delivery(
-                            raw=fetched.raw,
-                            source="imap",
-                            mailbox_id=mailbox_id,
-                            uidvalidity=uidvalidity,
-                            uid=fetched.uid,
-                            size=fetched.size,
-                            is_truncated=fetched.is_truncated,
-                            mailbox_acknowledges=acknowledges,
-                        )
-                        status = ingest_one(
-                            session,
-                            delivery,
-                            settings=settings,
-                            blobs=blobs,
-                            clock=clock,
-                            fault=fault,
-                            bookmark=(mailbox_id, fetched.uid, lease),
-                            raw_sha256=stored[fetched.uid],
-                        )
-                        result.statuses.append(status)
-                        if status == "duplicate":
-                            result.duplicates += 1
-                        elif status == "parked":
-                            result.parked += 1
-                        else:
-                            result.processed += 1
-                    done.append(fetched.uid)
+                # Each new message's raw bytes are stored durably before it is processed
+                # (one group of fsyncs per chunk, not one per message: ticketing.storage).
+                preparations = preparer.map([f.raw for f in messages if f.uid not in known])
+                try:
+                    _ingest_batch(
+                        session,
+                        messages,
+                        known,
+                        preparations,
+                        done,
+                        result,
+                        mailbox_id=mailbox_id,
+                        uidvalidity=uidvalidity,
+                        acknowledges=acknowledges,
+                        settings=settings,
+                        blobs=blobs,
+                        clock=clock,
+                        fault=fault,
+                        lease=lease,
+                        should_stop=should_stop,
+                    )
+                finally:
+                    preparations.close()  # stopped early: nothing left queued in the helper
                 if done:
                     imap.mark_processed(done, move_to=move_to)
                     _set_flagged(session, mailbox_id, uidvalidity, done, clock())
@@ -288,6 +279,66 @@ def _poll_leased(
         log.warning("mailbox %s: %s", mailbox.name, exc)
         result.error = str(exc)
         _record_failure(session, mailbox, str(exc), clock())
+
+
+def _ingest_batch(
+    session: Session,
+    messages: list[FetchedMessage],
+    known: set[int],
+    preparations: Generator[Stored, None, None],
+    done: list[int],
+    result: PollResult,
+    *,
+    mailbox_id: int,
+    uidvalidity: int,
+    acknowledges: bool,
+    settings: InboundSettings,
+    blobs: BlobStore,
+    clock: Callable[[], dt.datetime],
+    fault: FaultHook | None,
+    lease: dt.timedelta,
+    should_stop: StopCheck,
+) -> None:
+    """Process and commit each fetched message in order; `done` collects the UIDs handled.
+
+    `known` are the UIDs recorded before; `preparations` yields, for each of the others in
+    order, its raw bytes' digest (stored) and its preparation.
+    """
+    for fetched in messages:
+        if should_stop():
+            break
+        result.fetched += 1
+        if fetched.uid not in known:
+            raw_sha256, prepared = next(preparations)
+            delivery = Delivery(
+                raw=fetched.raw,
+                source="imap",
+                mailbox_id=mailbox_id,
+                uidvalidity=uidvalidity,
+                uid=fetched.uid,
+                size=fetched.size,
+                is_truncated=fetched.is_truncated,
+                mailbox_acknowledges=acknowledges,
+            )
+            status = ingest_one(
+                session,
+                delivery,
+                settings=settings,
+                blobs=blobs,
+                clock=clock,
+                fault=fault,
+                bookmark=(mailbox_id, fetched.uid, lease),
+                raw_sha256=raw_sha256,
+                prepared=prepared,
+            )
+            result.statuses.append(status)
+            if status == "duplicate":
+                result.duplicates += 1
+            elif status == "parked":
+                result.parked += 1
+            else:
+                result.processed += 1
+        done.append(fetched.uid)
 
 
 def _never() -> bool:
@@ -312,6 +363,7 @@ def ingest_one(
     fault: FaultHook | None = None,
     bookmark: tuple[int, int, dt.timedelta] | None = None,
     raw_sha256: str | None = None,
+    prepared: Prepared | Exception | None = None,
 ) -> str:
     """Store, process and commit one message (parking it on failure); returns its status.
 
@@ -323,7 +375,13 @@ def ingest_one(
         raw_sha256 = blobs.put(delivery.raw)
     try:
         receipt = process(
-            session, delivery, raw_sha256=raw_sha256, settings=settings, blobs=blobs, now=clock()
+            session,
+            delivery,
+            raw_sha256=raw_sha256,
+            settings=settings,
+            blobs=blobs,
+            now=clock(),
+            prepared=prepared,
         )
         status = receipt.status.value  # read now: the commit expires it (a reload per message)
         context = {
@@ -438,8 +496,41 @@ def poll_all(
     only_due: bool = True,
     lease: dt.timedelta = DEFAULT_LEASE,
     should_stop: StopCheck | None = None,
+    prepare_processes: int = 0,
 ) -> list[PollResult]:
-    """Poll every active mailbox; one mailbox's failure never stops the others."""
+    """Poll every active mailbox; one mailbox's failure never stops the others.
+
+    `prepare_processes` helper processes parse and classify big batches ahead of the database
+    work (0: everything in this process).
+    """
+    with Preparer(settings.prepare_settings, blobs, processes=prepare_processes) as preparer:
+        return _poll_each(
+            session,
+            passwords=passwords,
+            settings=settings,
+            blobs=blobs,
+            interval=interval,
+            clock=clock,
+            only_due=only_due,
+            lease=lease,
+            should_stop=should_stop,
+            preparer=preparer,
+        )
+
+
+def _poll_each(
+    session: Session,
+    *,
+    passwords: Callable[[Mailbox], str],
+    settings: InboundSettings,
+    blobs: BlobStore,
+    interval: dt.timedelta,
+    clock: Callable[[], dt.datetime],
+    only_due: bool,
+    lease: dt.timedelta,
+    should_stop: StopCheck | None,
+    preparer: Preparer,
+) -> list[PollResult]:
     results = []
     ids = list(session.scalars(sa.select(Mailbox.id).where(Mailbox.is_active).order_by(Mailbox.id)))
     for mailbox_id in ids:
@@ -465,6 +556,7 @@ def poll_all(
                     clock=clock,
                     lease=lease,
                     should_stop=should_stop,
+                    preparer=preparer,
                 )
             )
         except Exception as exc:  # boundary: per mailbox

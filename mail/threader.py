@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from mail.message import ParsedEmail, SenderStatus
 from mail.tokens import ticket_from_message_id, ticket_from_reply_address
@@ -71,9 +71,13 @@ def is_participant(session: Session, ticket: Ticket, customer: Customer | None) 
     )
 
 
+# Threading never reads a ticket's tags: load them only if something asks (a query each).
+_NO_TAGS = lazyload(Ticket.tags)
+
+
 def _by_number(session: Session, number: int) -> Ticket | None:
     """The ticket with this number — or, if it was merged, the ticket it was merged into."""
-    ticket = session.scalar(sa.select(Ticket).where(Ticket.number == number))
+    ticket = session.scalar(sa.select(Ticket).where(Ticket.number == number).options(_NO_TAGS))
     for _ in range(10):  # merge chains are short; bounded against a cycle
         if ticket is None or ticket.merged_into_id is None:
             break
@@ -121,6 +125,7 @@ def _decide(
             sa.select(Entry.message_id, Ticket)
             .join(Ticket, Entry.ticket_id == Ticket.id)
             .where(Entry.message_id.in_(ids))
+            .options(_NO_TAGS)
         ).all()
         received = {mid: ticket for mid, ticket in rows}
     for mid in ids:

@@ -77,6 +77,7 @@ def poll_mailboxes(app: Flask, *, only_due: bool = True) -> list[PollResult]:
         only_due=only_due,
         lease=dt.timedelta(seconds=int(app.config["HANDOFF_POLL_LEASE"])),
         should_stop=stop_requested.is_set,
+        prepare_processes=int(app.config["HANDOFF_INGEST_PROCESSES"]),
     )
 
 

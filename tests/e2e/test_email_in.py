@@ -53,6 +53,54 @@ def agent_reply(db_session, app, ticket: Ticket, agent) -> str:
 # --- a customer writes, the conversation threads --------------------------------------------
 
 
+def test_a_backlog_is_prepared_in_a_helper_process_and_threads_in_arrival_order(
+    app, db_session, mailbox, imap_mailbox, caplog
+):
+    """A poll of many messages parses them in a helper process (HANDOFF_INGEST_PROCESSES)
+    while the poller records them: a reply that arrives in the same batch as the message it
+    answers still joins its ticket, and attachments are stored by the helper."""
+    assert app.config["HANDOFF_INGEST_PROCESSES"] == 1
+    for i in range(12):
+        imap_mailbox.append(
+            SUPPORT,
+            make_email(
+                sender=f"Customer {i} <c{i}@example.org>",
+                subject=f"Question {i}",
+                message_id=f"q{i}@example.org",
+                attachments=[("note.txt", "text/plain", f"attachment {i}".encode())]
+                if i == 3
+                else [],
+            ),
+        )
+        if i % 3 == 2:  # the customer of an earlier message follows up, same batch
+            j = i - 1
+            imap_mailbox.append(
+                SUPPORT,
+                make_email(
+                    sender=f"Customer {j} <c{j}@example.org>",
+                    subject=f"Re: Question {j}",
+                    message_id=f"f{j}@example.org",
+                    in_reply_to=f"q{j}@example.org",
+                    references=[f"q{j}@example.org"],
+                ),
+            )
+    with caplog.at_level("INFO", logger="mail.prepare"):
+        [result] = poll(app)
+    assert result.processed == 16 and result.parked == 0
+    assert "helper processes prepared 16 messages" in caplog.text
+    assert len(tickets(db_session)) == 12
+    for j in (1, 4, 7, 10):
+        follow_up = db_session.scalar(
+            sa.select(Entry).where(Entry.message_id == f"f{j}@example.org")
+        )
+        first = db_session.scalar(sa.select(Entry).where(Entry.message_id == f"q{j}@example.org"))
+        assert follow_up.ticket_id == first.ticket_id
+        assert follow_up.threaded_by.startswith("References matched")
+    [with_file] = [e for e in customer_entries(db_session) if e.attachments]
+    blob = app.extensions["handoff_blobs"].get(with_file.attachments[0].sha256)
+    assert blob == b"attachment 3"
+
+
 def test_customer_email_becomes_a_ticket_and_is_marked_seen(app, db_session, mailbox, imap_mailbox):
     raw = make_email(message_id="first@mail.example.org")
     uid = imap_mailbox.append(SUPPORT, raw)
@@ -418,16 +466,16 @@ def test_polling_again_with_nothing_new_processes_nothing(app, db_session, mailb
 def test_poison_message_is_parked_and_the_others_go_through(
     app, db_session, mailbox, imap_mailbox, runner, monkeypatch
 ):
-    import mail.inbound
+    import mail.prepare
 
-    real_parse = mail.inbound.parse
+    real_parse = mail.prepare.parse
 
     def fragile_parse(raw, **kwargs):
         if b"POISON" in raw:
             raise RuntimeError("parser exploded")
         return real_parse(raw, **kwargs)
 
-    monkeypatch.setattr(mail.inbound, "parse", fragile_parse)
+    monkeypatch.setattr(mail.prepare, "parse", fragile_parse)
     for i in range(5):
         imap_mailbox.append(SUPPORT, make_email(message_id=f"good{i}@x", subject=f"good {i}"))
         if i == 2:
@@ -448,7 +496,7 @@ def test_poison_message_is_parked_and_the_others_go_through(
     [again] = poll(app)  # not re-fetched
     assert again.fetched == 0
 
-    monkeypatch.setattr(mail.inbound, "parse", real_parse)
+    monkeypatch.setattr(mail.prepare, "parse", real_parse)
     result = runner.invoke(args=["mail", "retry", "--all"])
     assert result.exit_code == 0, result.output
     assert len(customer_entries(db_session)) == 6

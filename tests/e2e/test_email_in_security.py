@@ -643,7 +643,7 @@ def test_health_and_admin_page_show_parked_mail_and_a_failing_mailbox(
     app, db_session, mailbox, imap_mailbox, client, login, monkeypatch
 ):
     """Security cases 8 and 11, end to end: a poison message and a wrong IMAP password."""
-    import mail.inbound
+    import mail.prepare
     from ticketing.models import AgentRole, MailboxSecurity
     from ticketing.services.agents import create_agent
     from ticketing.services.mailboxes import add_mailbox
@@ -667,14 +667,14 @@ def test_health_and_admin_page_show_parked_mail_and_a_failing_mailbox(
         role=AgentRole.ADMIN,
     )
     db_session.commit()
-    real_parse = mail.inbound.parse
+    real_parse = mail.prepare.parse
 
     def fragile_parse(raw, **kwargs):
         if b"POISON" in raw:
             raise RuntimeError("parser exploded")
         return real_parse(raw, **kwargs)
 
-    monkeypatch.setattr(mail.inbound, "parse", fragile_parse)
+    monkeypatch.setattr(mail.prepare, "parse", fragile_parse)
     imap_mailbox.append(SUPPORT, make_email(message_id="fine@x"))
     imap_mailbox.append(SUPPORT, make_email(message_id="poison@x", body="POISON"))
     results = {r.mailbox: r for r in poll_mailboxes(app, only_due=False)}

@@ -151,13 +151,13 @@ def test_retry_runs_the_parked_message_through_the_pipeline(login, admin, db_ses
 def test_retry_that_still_fails_keeps_the_message_parked(
     login, admin, db_session, app, monkeypatch
 ):
-    import mail.inbound
+    import mail.prepare
 
     def broken_parse(raw, **kwargs):
         raise ValueError("still broken")
 
     receipt = parked_receipt(db_session, app, make_email(message_id="p@x"))
-    monkeypatch.setattr(mail.inbound, "parse", broken_parse)
+    monkeypatch.setattr(mail.prepare, "parse", broken_parse)
     client = login(admin)
     client.post(f"{FAILED}/{receipt.id}/retry", data={"csrf_token": csrf_token(client, FAILED)})
     db_session.expire_all()

@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from ticketing.errors import Invalid
-from ticketing.models import Channel, Customer, EntryKind, Status, Ticket
+from ticketing.models import Channel, Customer, Entry, EntryKind, Status, Ticket
 from ticketing.models.counters import next_value, reserve
 from ticketing.services import conversation, customers
 
@@ -36,6 +36,51 @@ def test_customer_email_is_unique_case_insensitively(db_session):
 def test_ticket_numbers_are_sequential_and_human(db_session):
     numbers = [_ticket(db_session, subject=f"t{i}").number for i in range(3)]
     assert numbers == [1001, 1002, 1003]
+
+
+def test_the_insert_path_writes_the_same_rows_as_the_orm_path(db_session):
+    """Email ingest writes tickets and entries with plain INSERTs; nothing may differ."""
+    ann = customers.find_or_create(db_session, email="ann@example.com", name="Ann")
+    kwargs = dict(
+        subject="Re:\tCard  declined", channel=Channel.EMAIL, now=NOW, preview="It broke."
+    )
+    orm = conversation.open_ticket(db_session, customer=ann, **kwargs)
+    inserted = conversation.insert_ticket(db_session, customer_id=ann.id, **kwargs)
+    message = dict(
+        kind=EntryKind.CUSTOMER_EMAIL,
+        body_text="It broke.",
+        now=NOW,
+        subject="Card\x07 declined",
+        message_id="m@x",
+        threaded_by="new ticket" * 50,
+        flags=["b", "a", "b"],
+        attachments=[
+            conversation.NewAttachment(
+                sha256="0" * 64, size=3, content_type="t/" + "x" * 300, filename="f.txt"
+            )
+        ],
+    )
+    orm_entry = conversation.add_customer_message(orm, author=ann, **message)
+    entry_id = conversation.insert_customer_message(
+        db_session, ticket_id=inserted.id, author_id=ann.id, **message
+    )
+    db_session.commit()
+    db_session.expire_all()
+
+    def row(model, id_, skip):
+        obj = db_session.get(model, id_)
+        return {c.key: getattr(obj, c.key) for c in model.__table__.columns if c.key not in skip}
+
+    ticket_skip = {"id", "number", "updated_at"}  # add_customer_message also bumps updated_at
+    assert row(Ticket, inserted.id, ticket_skip) == row(Ticket, orm.id, ticket_skip)
+    assert inserted.number == orm.number + 1
+    entry_skip = {"id", "ticket_id", "message_id"}
+    assert row(Entry, entry_id, entry_skip) == row(Entry, orm_entry.id, entry_skip)
+    copy, original = db_session.get(Entry, entry_id), db_session.get(Entry, orm_entry.id)
+    assert [(a.sha256, a.content_type, a.filename) for a in copy.attachments] == [
+        (a.sha256, a.content_type, a.filename) for a in original.attachments
+    ]
+    assert copy.flags == ["a", "b"] and len(copy.threaded_by) == 300
 
 
 def test_a_block_of_counter_values_is_reserved_at_once(db_session):

@@ -143,8 +143,21 @@ def attach_to_ticket(
     return journey
 
 
+_SESSIONS = SelfServiceSession.__table__
+_RECENT_UNLINKED = (
+    sa.select(_SESSIONS.c.id)
+    .where(
+        _SESSIONS.c.customer_email == sa.bindparam("email"),
+        _SESSIONS.c.ticket_id.is_(None),
+        _SESSIONS.c.last_seen_at >= sa.bindparam("since"),
+    )
+    .order_by(_SESSIONS.c.last_seen_at.desc())
+    .limit(1)
+)
+
+
 def link_recent_by_email(
-    session: Session, *, ticket: Ticket, email: str, now: dt.datetime, window: dt.timedelta
+    session: Session, *, ticket_id: int, email: str, now: dt.datetime, window: dt.timedelta
 ) -> SelfServiceSession | None:
     """Give a new ticket from `email` the latest journey of that address seen within `window`
     that has no ticket yet (a visitor read articles, gave their address, then wrote in by
@@ -152,17 +165,12 @@ def link_recent_by_email(
     address = normalize_email(email)
     if not address:
         return None
-    journey = session.scalar(
-        sa.select(SelfServiceSession)
-        .where(
-            SelfServiceSession.customer_email == address,
-            SelfServiceSession.ticket_id.is_(None),
-            SelfServiceSession.last_seen_at >= now - window,
-        )
-        .order_by(SelfServiceSession.last_seen_at.desc())
-        .limit(1)
-    )
-    if journey is None:
+    # Every new email ticket asks, and nearly always the answer is no: one prepared query on
+    # the session's connection for the id, the ORM only when there is a journey to link.
+    params = {"email": address, "since": now - window}
+    journey_id = session.connection().execute(_RECENT_UNLINKED, params).scalar()
+    journey = session.get(SelfServiceSession, journey_id) if journey_id is not None else None
+    if journey is None or (ticket := session.get(Ticket, ticket_id)) is None:
         return None
     attach_to_ticket(session, journey, ticket, now=now)
     record(session, journey, kind=JourneyEventKind.LINKED_BY_EMAIL, now=now)

@@ -1,0 +1,134 @@
+"""The database-free half of the inbound pipeline, in a helper process and in-process."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+
+import pytest
+
+import mail.prepare
+from mail.prepare import MIN_PARALLEL_BATCH, Prepared, Preparer, PrepareSettings, prepare
+from mail.rules import Kind
+from tests.support.mailfactory import make_email
+from ticketing.storage import BlobStore
+
+SETTINGS = PrepareSettings(
+    secret_key="k" * 32,
+    own_addresses=frozenset({"support@example.com"}),
+    max_message_bytes=1024 * 1024,
+)
+
+
+def _batch(count: int) -> list[bytes]:
+    return [
+        make_email(
+            subject=f"Question {i}",
+            message_id=f"m{i}@example.org",
+            body=f"Hello, this is message {i}.\n\nOn Monday Ann wrote:\n> the old text",
+            attachments=[("a.txt", "text/plain", f"file {i}".encode())] if i % 5 == 0 else [],
+        )
+        for i in range(count)
+    ]
+
+
+def test_prepare_works_out_everything_but_the_database():
+    raw = make_email(
+        subject="Out of office",
+        headers={"Auto-Submitted": "auto-replied"},
+        body="New text\n\nOn Monday Ann wrote:\n> quoted",
+        html="<p>New text</p><script>alert(1)</script>",
+    )
+    prepared = prepare(raw, SETTINGS)
+    assert prepared.msg.subject == "Out of office"
+    assert prepared.classification.kind == Kind.AUTOREPLY
+    assert prepared.split.visible.strip() == "New text"
+    assert "quoted" in prepared.split.trimmed
+    assert "<script" not in (prepared.body_html or "")
+    assert prepared.digest == mail.prepare.content_digest(raw)
+    assert prepared.attachment_sha256 is None  # pure: nothing stored
+
+
+def test_a_big_batch_goes_through_the_helper_process_in_order(tmp_path):
+    blobs = BlobStore(tmp_path)
+    raws = _batch(MIN_PARALLEL_BATCH + 9)
+    with Preparer(SETTINGS, blobs, processes=1) as preparer:
+        results = list(preparer.map(raws))
+        assert preparer.helper_messages == len(raws)
+        assert preparer.helper_cpu_seconds > 0
+    assert [p.msg.message_id for _, p in results] == [f"m{i}@example.org" for i in range(len(raws))]
+    for raw, (digest, prepared) in zip(raws, results, strict=True):
+        assert digest == hashlib.sha256(raw).hexdigest()
+        assert blobs.get(digest) == raw  # stored before the result came back
+        assert isinstance(prepared, Prepared)
+    # Attachments are stored by the helper and come back without their bytes.
+    _, with_file = results[5]
+    assert isinstance(with_file, Prepared)
+    [(attachment, sha256)] = with_file.kept_attachments()
+    assert attachment.data == b"" and blobs.get(sha256) == b"file 5"
+
+
+def test_a_small_batch_is_prepared_here_with_the_raw_bytes_stored_first(tmp_path, monkeypatch):
+    blobs = BlobStore(tmp_path)
+    raws = _batch(3)
+    seen: list[bool] = []
+    real = mail.prepare.prepare
+
+    def checking(raw, settings):
+        seen.append(blobs.exists(hashlib.sha256(raw).hexdigest()))
+        return real(raw, settings)
+
+    monkeypatch.setattr(mail.prepare, "prepare", checking)
+    with Preparer(SETTINGS, blobs, processes=1) as preparer:
+        results = list(preparer.map(raws))
+        assert preparer.helper_messages == 0  # not worth a process
+    assert seen == [True, True, True]
+    assert len(results) == 3
+    # Prepared here, attachments are left to the pipeline (which stores them itself).
+    assert results[0][1].attachment_sha256 is None  # type: ignore[union-attr]
+
+
+def test_a_failing_preparation_comes_back_in_its_place(tmp_path, monkeypatch):
+    raws = _batch(3)
+
+    def exploding(raw, settings):
+        if b"message 1." in raw:
+            raise RuntimeError("parser exploded")
+        return prepare(raw, settings)
+
+    monkeypatch.setattr(mail.prepare, "prepare", exploding)
+    with Preparer(SETTINGS, BlobStore(tmp_path), processes=0) as preparer:
+        results = [p for _, p in preparer.map(raws)]
+    assert isinstance(results[0], Prepared) and isinstance(results[2], Prepared)
+    assert isinstance(results[1], RuntimeError)
+
+
+def test_a_dead_helper_process_loses_nothing(tmp_path):
+    """Killed mid-batch (out of memory, an operator): the rest is prepared in-process."""
+    blobs = BlobStore(tmp_path)
+    raws = _batch(MIN_PARALLEL_BATCH * 8)
+    with Preparer(SETTINGS, blobs, processes=1) as preparer:
+        results = preparer.map(raws)
+        first = next(results)
+        for process in list(preparer._pool._processes.values()):  # type: ignore[union-attr]
+            os.kill(process.pid, signal.SIGKILL)
+        rest = list(results)
+    assert [p.msg.message_id for _, p in [first, *rest]] == [  # type: ignore[union-attr]
+        f"m{i}@example.org" for i in range(len(raws))
+    ]
+    assert all(
+        blobs.get(digest) == raw for raw, (digest, _) in zip(raws, [first, *rest], strict=True)
+    )
+    assert preparer.processes == 0  # the rest of this poll stays in-process
+
+
+@pytest.mark.parametrize("processes", [0, 1])
+def test_a_storage_failure_raises_instead_of_recording(tmp_path, processes):
+    """If the raw bytes cannot be kept, nothing of the batch may be recorded."""
+    root = tmp_path / "blobs"
+    root.write_text("not a directory")  # every write under it fails
+    with Preparer(SETTINGS, BlobStore(root), processes=processes) as preparer:
+        results = preparer.map(_batch(MIN_PARALLEL_BATCH))
+        with pytest.raises(OSError):
+            next(results)
