@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from ticketing.db import utcnow
 from ticketing.models import Customer
 from ticketing.models.people import normalize_email
 
@@ -17,14 +20,14 @@ def find_or_create(session: Session, *, email: str, name: str = "") -> Customer:
     email = normalize_email(email)
     customer = session.scalar(_BY_EMAIL, {"email": email})
     if customer is None:
-        try:
-            with session.begin_nested():
-                customer = Customer(email=email, name=name.strip()[:200])
-                session.add(customer)
-        except sa.exc.IntegrityError:
-            # Created concurrently by another transaction: use theirs.
-            customer = session.scalar(_BY_EMAIL, {"email": email})
-            assert customer is not None
+        # INSERT ... ON CONFLICT DO NOTHING: a customer created concurrently by another
+        # transaction is simply found by the SELECT after it (theirs is used), without the
+        # savepoint an ORM insert would need to survive the unique key.
+        insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
+        values = {"email": email, "name": name.strip()[:200], "created_at": utcnow()}
+        session.execute(insert(Customer).values(values).on_conflict_do_nothing())
+        customer = session.scalar(_BY_EMAIL, {"email": email})
+        assert customer is not None
     elif name and not customer.name:
         customer.name = name.strip()[:200]
     return customer
