@@ -110,9 +110,20 @@ def _fsync_all(fds: Iterable[int]) -> None:
         for fd in fds:
             os.fsync(fd)
         return
-    with ThreadPoolExecutor(max_workers=min(_SYNC_THREADS, len(fds))) as pool:
-        # list() re-raises the first OSError: the caller then commits nothing.
-        list(pool.map(os.fsync, fds))
+    # list() re-raises the first OSError: the caller then commits nothing.
+    list(_sync_pool().map(os.fsync, fds))
+
+
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _sync_pool() -> ThreadPoolExecutor:
+    """The threads that issue fsyncs together, started once per process (starting them per
+    batch cost more CPU than the writes); a forked child starts its own."""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="fsync"))
+    return _pool[1]
 
 
 def _fsync_directories(directories: set[Path]) -> None:
