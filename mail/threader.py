@@ -75,6 +75,15 @@ def is_participant(session: Session, ticket: Ticket, customer: Customer | None) 
 _NO_TAGS = lazyload(Ticket.tags)
 
 
+# Built once: every follow-up asks which tickets hold the ids it references.
+_RECEIVED_ON = (
+    sa.select(Entry.message_id, Ticket)
+    .join(Ticket, Entry.ticket_id == Ticket.id)
+    .where(Entry.message_id.in_(sa.bindparam("ids", expanding=True)))
+    .options(_NO_TAGS)
+)
+
+
 def _by_number(session: Session, number: int) -> Ticket | None:
     """The ticket with this number — or, if it was merged, the ticket it was merged into."""
     ticket = session.scalar(sa.select(Ticket).where(Ticket.number == number).options(_NO_TAGS))
@@ -121,12 +130,7 @@ def _decide(
     ids = ids[:50]
     received: dict[str, Ticket] = {}
     if trusted_sender and ids:
-        rows = session.execute(
-            sa.select(Entry.message_id, Ticket)
-            .join(Ticket, Entry.ticket_id == Ticket.id)
-            .where(Entry.message_id.in_(ids))
-            .options(_NO_TAGS)
-        ).all()
+        rows = session.execute(_RECEIVED_ON, {"ids": ids}).all()
         received = {mid: ticket for mid, ticket in rows}
     for mid in ids:
         number = ticket_from_message_id(mid, secret_key=secret_key)
