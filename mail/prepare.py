@@ -18,8 +18,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import multiprocessing
+import os
 import re
 import resource
+import select
+import threading
 import time
 from collections.abc import Generator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -186,6 +189,39 @@ def _in_helper(
     return results, time.process_time() - started, peak_rss
 
 
+def _exit_with(poller_pid: int) -> None:
+    """A helper's initializer: the helper exits when the poller that started it does.
+
+    A poller that is killed (SIGKILL, the OOM killer) cannot stop its helpers, and a helper
+    would otherwise wait for work forever: it holds both ends of its own task queue, so it
+    never sees end-of-file.
+    """
+    threading.Thread(target=_watch, args=(poller_pid,), daemon=True, name="watch").start()
+
+
+def _watch(pid: int) -> None:
+    try:
+        pidfd = os.pidfd_open(pid)  # Linux: readable once that process has exited
+    except (AttributeError, OSError):
+        pidfd = None
+    if pidfd is not None:
+        select.select([pidfd], [], [])
+    else:  # elsewhere: ask every second
+        while _alive(pid):
+            time.sleep(1)
+    os._exit(0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Preparer:
     """Prepares batches of messages in a helper process, in order; a context manager.
 
@@ -266,5 +302,10 @@ class Preparer:
         if self._pool is None:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload([__name__])
-            self._pool = ProcessPoolExecutor(max_workers=self.processes, mp_context=context)
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.processes,
+                mp_context=context,
+                initializer=_exit_with,
+                initargs=(os.getpid(),),
+            )
         return self._pool

@@ -5,6 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -132,3 +136,47 @@ def test_a_storage_failure_raises_instead_of_recording(tmp_path, processes):
         results = preparer.map(_batch(MIN_PARALLEL_BATCH))
         with pytest.raises(OSError):
             next(results)
+
+
+_KILLED_POLLER = """
+import sys, time
+from mail.prepare import MIN_PARALLEL_BATCH, Preparer, PrepareSettings
+from tests.support.mailfactory import make_email
+from ticketing.storage import BlobStore
+
+settings = PrepareSettings(secret_key="k" * 32, own_addresses=frozenset(), max_message_bytes=10**6)
+preparer = Preparer(settings, BlobStore(sys.argv[1]), processes=1)
+results = preparer.map([make_email(message_id=f"m{i}@x") for i in range(MIN_PARALLEL_BATCH)])
+next(results)
+print(" ".join(str(pid) for pid in preparer._pool._processes), flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_killed_poller_leaves_no_helper_process_behind(tmp_path):
+    """SIGKILL (the OOM killer, a stop timeout) gives the poller no chance to stop its helpers:
+    they notice on their own and exit, instead of waiting for work forever."""
+    poller = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_POLLER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        helpers = [int(pid) for pid in poller.stdout.readline().split()]  # type: ignore[union-attr]
+        assert helpers and all(_running(pid) for pid in helpers)
+    finally:
+        poller.kill()
+        poller.wait()
+    deadline = time.monotonic() + 10
+    while any(_running(pid) for pid in helpers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_running(pid) for pid in helpers)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has exited; its parent has yet to reap it
