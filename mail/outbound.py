@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from mail.compose import OutgoingAttachment, OutgoingMail, compose
+from mail.compose_plain import compose_plain
 from mail.message import Address
 from mail.tokens import make_loop_token, make_message_id, reply_address
 from mail.transport import SmtpError, SmtpSettings, open_connection
@@ -477,3 +478,21 @@ def _fail_pending(
             result.retrying += 1 if row.status == OutboxStatus.QUEUED else 0
             result.failed += 1 if row.status == OutboxStatus.FAILED else 0
     session.commit()
+
+
+def compose_many(mails: Sequence[OutgoingMail]) -> list[tuple[bytes, str | None]]:
+    """Each message's bytes, or (b"", why) when it cannot be built, as `store_composed` says
+    it. Plain messages (all of a notice scan's, as a rule) are written without the email
+    package (`mail.compose_plain`), which takes 2 ms a message; the rest by `compose`. The
+    caller stores the batch (`ticketing.storage.put_batch`) before its transaction commits."""
+    composed: list[tuple[bytes, str | None]] = []
+    for mail in mails:
+        data = compose_plain(mail)
+        if data is None:
+            try:
+                data = compose(mail)
+            except ValueError as exc:
+                composed.append((b"", f"not sent: {exc}"))
+                continue
+        composed.append((data, None))
+    return composed

@@ -13,16 +13,22 @@ commit rows that reference a blob only after that, so a committed row never name
 `put_many` is how the mail poller stores a fetched batch: the fsyncs of the whole batch are
 issued together from a few threads (fsync releases the GIL), and the filesystem's journal
 commits concurrent fsyncs as a group — one flush for the batch instead of one per message,
-with the same guarantee for every blob in it.
+with the same guarantee for every blob in it. `put_batch` (at the end) gives the same guarantee
+for a large batch with two syncfs(2) calls instead of an fsync per file and directory.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import hashlib
 import os
+import platform
 import re
+import secrets
+import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -139,3 +145,93 @@ def _fsync_directories(directories: set[Path]) -> None:
 def _close_all(fds: list[int]) -> None:
     while fds:
         os.close(fds.pop())
+
+
+# -- a large batch of new blobs ----------------------------------------------------------------
+
+
+def put_batch(store: BlobStore, blobs: Sequence[bytes]) -> list[str]:
+    """`store.put_many(blobs)` for a large batch of new blobs (a notice scan's messages),
+    syncing the filesystem twice instead of fsyncing every file and directory.
+
+    Same guarantee when it returns: the temp files are written, the whole filesystem is
+    synced (syncfs(2): data, inodes and new directories), they are renamed into place, and
+    it is synced again. Hundreds of fsyncs become two calls — on ext4 the per-file fsyncs
+    cost more than writing the files. The trade is PostgreSQL's `recovery_init_sync_method
+    = syncfs`: other files' unsynced data on the same filesystem is flushed too. Linux 5.8 or
+    later only, where syncfs reports writeback errors; elsewhere this is `put_many`.
+    """
+    syncfs = _syncfs()
+    if syncfs is None or len(blobs) < 2:
+        return store.put_many(blobs)
+    digests = [hashlib.sha256(data).hexdigest() for data in blobs]
+    root = os.fspath(store.root)
+    os.makedirs(root, exist_ok=True)
+    # Opened before anything is written: syncfs reports writeback errors seen since then.
+    root_fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    temps: list[tuple[str, str]] = []  # (temp path, target), until renamed
+    try:
+        pending: dict[str, bytes] = {}
+        for digest, data in zip(digests, blobs, strict=True):
+            target = os.fspath(store.path(digest))
+            if target not in pending and not os.path.exists(target):
+                pending[target] = data
+        if not pending:
+            return digests
+        for target, data in pending.items():
+            fd, tmp = _new_temp(os.path.dirname(target))
+            temps.append((tmp, target))
+            try:
+                with memoryview(data) as view:
+                    while view:  # os.write may write less than asked
+                        view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+        _sync(syncfs, root_fd)
+        while temps:
+            tmp, target = temps[-1]
+            os.replace(tmp, target)
+            temps.pop()
+        _sync(syncfs, root_fd)
+    except BaseException:
+        for tmp, _ in temps:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(root_fd)
+    return digests
+
+
+def _new_temp(directory: str) -> tuple[int, str]:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = f"{directory}/.tmp-{secrets.token_hex(8)}"
+        try:
+            return os.open(tmp, flags, 0o600), tmp  # mkstemp's mode, as `put_many` writes
+        except FileNotFoundError:
+            os.makedirs(directory, exist_ok=True)  # the first blob under this prefix
+        except FileExistsError:
+            continue
+
+
+@functools.cache
+def _syncfs() -> Callable[[int], int] | None:
+    """libc's syncfs where it reports writeback errors (Linux 5.8+), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    match = re.match(r"(\d+)\.(\d+)", platform.release())
+    if match is None or (int(match.group(1)), int(match.group(2))) < (5, 8):
+        return None
+    try:
+        syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    syncfs.argtypes = [ctypes.c_int]
+    syncfs.restype = ctypes.c_int
+    return syncfs  # type: ignore[no-any-return]
+
+
+def _sync(syncfs: Callable[[int], int], fd: int) -> None:
+    if syncfs(fd) != 0:  # ctypes releases the GIL for the call
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"syncfs: {os.strerror(errno)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 
 from flask import Flask
 
@@ -11,7 +12,7 @@ from ticketing.db import utcnow
 from ticketing.models import NoticeRule
 from ticketing.services.notices import NoticeSettings
 from web.extensions import db, sqlite_read_only
-from web.mail_runtime import outbound_context
+from web.mail_runtime import outbound_context, stop_requested
 
 
 def notice_settings(app: Flask) -> NoticeSettings:
@@ -37,7 +38,8 @@ def notice_context(app: Flask) -> NoticeContext:
 
 
 def run_scan(app: Flask, *, today: dt.date | None = None, dry_run: bool = False) -> ScanResult:
-    """One scan, committed in batches, so a failure keeps what went before."""
+    """One scan, committed in batches, so a failure keeps what went before. When the worker
+    is asked to stop (`stop_requested`), the scan ends after the batch in hand."""
     now = utcnow()
     db.session.rollback()  # start from a fresh transaction…
     # …that only reads: on SQLite the selection over every card must not hold the write lock
@@ -48,6 +50,10 @@ def run_scan(app: Flask, *, today: dt.date | None = None, dry_run: bool = False)
     def selected() -> None:
         db.session.rollback()  # end the read transaction; writes begin IMMEDIATE
         sqlite_read_only.reset(pending.pop())
+        # What lives for the whole scan (the candidates, the app) need not be traversed by
+        # every full garbage collection the batches trigger: about a tenth of a big scan's
+        # time. Undone when the scan ends, so nothing stays exempt from collection.
+        gc.freeze()
 
     try:
         result = scan(
@@ -58,10 +64,12 @@ def run_scan(app: Flask, *, today: dt.date | None = None, dry_run: bool = False)
             dry_run=dry_run,
             on_batch=None if dry_run else db.session.commit,
             on_selected=selected,
+            should_stop=stop_requested.is_set,
         )
     finally:
         if pending:  # the scan failed before writing anything
             sqlite_read_only.reset(pending.pop())
+        gc.unfreeze()
     if dry_run:
         db.session.rollback()
     else:

@@ -1,10 +1,13 @@
 """Proactive notices: which customers to warn, claiming each warning once, and resolving.
 
 Place in the flow: `mail.notices.scan` (the daily job, `flask notices scan`) asks `due()`
-for candidates, `claim()`s each one — an INSERT guarded by the UNIQUE `dedupe_key` (rule,
-account, card, expiry month), so concurrent scans cannot both send — checks `blocker()`
-(per-customer cap, opt-out, suppression list), then composes the email and records it on
-the customer's notice ticket with `record_on_ticket()`. A card update or a successful payment
+for candidates, checks `blocker()` (per-customer cap, opt-out, suppression list) and claims
+each one — an INSERT guarded by the UNIQUE `dedupe_key` (rule, account, card, expiry month),
+so concurrent scans cannot both send — then composes the email and records it on the
+customer's notice ticket. The scan does that a batch at a time with the `*_many` functions
+at the end of this module (a few statements per batch: `claim_many`, `open_notice_tickets`,
+`reserve_notice_tickets`, `record_many`, `link_many`); `claim()`, `notice_ticket()` and
+`record_on_ticket()` are the same steps for one notice. A card update or a successful payment
 calls `resolve()`: queued notices are cancelled, the problem is marked fixed and the open
 notice ticket is closed with a note. Nothing here composes mail (that is `mail.notices`).
 
@@ -15,7 +18,7 @@ Python loop over every account.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -34,10 +37,12 @@ from ticketing.models import (
     OutboxMessage,
     OutboxStatus,
     PaymentMethod,
+    Priority,
     Status,
     Suppression,
     Ticket,
 )
+from ticketing.models.counters import reserve
 from ticketing.services import conversation
 
 LIVE = (NoticeStatus.QUEUED, NoticeStatus.SENT)
@@ -249,6 +254,43 @@ def screen(session: Session, *, now: dt.datetime, settings: NoticeSettings) -> S
             email: reason
             for email, reason in session.execute(
                 sa.select(Suppression.email, Suppression.reason).where(Suppression.expires_at > now)
+            ).tuples()
+        },
+    )
+
+
+def screen_for(
+    session: Session, candidates: Sequence[Candidate], *, now: dt.datetime, settings: NoticeSettings
+) -> Screen:
+    """`screen()` for these candidates' customers only (a webhook's notice): indexed look-ups."""
+    customer_ids = sorted({c.customer_id for c in candidates})
+    emails = sorted({c.email for c in candidates})
+    return Screen(
+        opted_out=frozenset(
+            session.scalars(
+                sa.select(NoticeOptOut.customer_id).where(
+                    NoticeOptOut.customer_id.in_(customer_ids)
+                )
+            )
+        ),
+        recent={
+            customer_id: count
+            for customer_id, count in session.execute(
+                sa.select(Notice.customer_id, sa.func.count(Notice.id))
+                .where(
+                    Notice.customer_id.in_(customer_ids),
+                    Notice.created_at >= now - settings.cap_window,
+                    Notice.status.in_(LIVE),
+                )
+                .group_by(Notice.customer_id)
+            ).tuples()
+        },
+        suppressed={
+            email: reason
+            for email, reason in session.execute(
+                sa.select(Suppression.email, Suppression.reason).where(
+                    Suppression.email.in_(emails), Suppression.expires_at > now
+                )
             ).tuples()
         },
     )
@@ -527,3 +569,301 @@ def summaries(session: Session, customer: Customer, *, today: dt.date) -> list[A
             )
         )
     return out
+
+
+# -- many notices at once (the scan) -----------------------------------------------------------
+#
+# The scan writes a batch of notices with a few statements instead of the ORM's unit of work
+# per notice: `claim_many` (one INSERT … ON CONFLICT DO NOTHING), `open_notice_tickets` (one
+# query), `reserve_notice_tickets` (one counter UPDATE), `record_many` (an INSERT of the new
+# tickets, one of the entries, an UPDATE of the reused tickets) and `link_many` (an UPDATE of
+# the notices). Same rows as `claim` + `notice_ticket` + `record_on_ticket` one at a time.
+
+_NOTICES = Notice.__table__
+_TICKETS = Ticket.__table__
+_ENTRIES = Entry.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A notice to record: its candidate, and its status (and why) as decided so far."""
+
+    candidate: Candidate
+    status: NoticeStatus = NoticeStatus.QUEUED
+    reason: str = ""
+
+
+def _claim_statement(dialect: str) -> sa.Insert:
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return (
+        insert(_NOTICES)
+        .on_conflict_do_nothing(index_elements=[_NOTICES.c.dedupe_key])
+        .returning(_NOTICES.c.id, _NOTICES.c.dedupe_key)
+    )
+
+
+_CLAIM = {name: _claim_statement(name) for name in ("postgresql", "sqlite")}
+
+
+def claim_many(session: Session, claims: Sequence[Claim], *, now: dt.datetime) -> dict[str, int]:
+    """Record these notices; the ids of the ones this call inserted, by dedupe key.
+
+    A key already claimed — by an earlier scan, or a concurrent one, whose INSERT this one
+    waits for on PostgreSQL — is left out (``ON CONFLICT (dedupe_key) DO NOTHING``), so two
+    scans still cannot both send a notice. Rows go in in dedupe-key order: two scans claiming
+    overlapping batches take the key locks in the same order and cannot deadlock.
+    """
+    if not claims:
+        return {}
+    params = [
+        {
+            "account_id": c.candidate.account_id,
+            "customer_id": c.candidate.customer_id,
+            "payment_method_id": c.candidate.payment_method_id,
+            "rule": c.candidate.rule,
+            "dedupe_key": c.candidate.dedupe_key,
+            "status": c.status,
+            "reason": c.reason[:500],
+            "deadline": c.candidate.deadline,
+            "created_at": now,
+        }
+        for c in sorted(claims, key=lambda c: c.candidate.dedupe_key)
+    ]
+    connection = session.connection()
+    rows = connection.execute(_CLAIM[connection.dialect.name], params).tuples()
+    return {key: notice_id for notice_id, key in rows}
+
+
+def unclaim(session: Session, notice_ids: Collection[int]) -> None:
+    """Take back notices this transaction claimed but will not send now (the cap deferred
+    them after all): nobody else ever saw them, and a later scan claims them again."""
+    if notice_ids:
+        session.execute(
+            sa.delete(Notice)
+            .where(Notice.id.in_(sorted(notice_ids)))
+            .execution_options(synchronize_session=False)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeTicket:
+    """A notice ticket as a batch sees it (templates use ``ticket.number``). `id` is None
+    for a ticket `reserve_notice_tickets` numbered and `record_many` has yet to insert."""
+
+    number: int
+    subject: str
+    customer_id: int
+    status: Status
+    channel: Channel
+    created_at: dt.datetime
+    preview: str = ""
+    id: int | None = None
+
+
+def open_notice_tickets(session: Session, account_ids: Iterable[int]) -> dict[int, NoticeTicket]:
+    """Each account's open notice ticket, the one `notice_ticket` would pick, by account id."""
+    ids = sorted(set(account_ids))
+    found: dict[int, NoticeTicket] = {}
+    for start in range(0, len(ids), 1000):
+        latest = (
+            sa.select(Notice.account_id, sa.func.max(Ticket.id).label("ticket_id"))
+            .join(Ticket, Ticket.id == Notice.ticket_id)
+            .where(
+                Notice.account_id.in_(ids[start : start + 1000]),
+                Ticket.channel == Channel.NOTICE,
+                Ticket.status != Status.CLOSED,
+                Ticket.merged_into_id.is_(None),
+            )
+            .group_by(Notice.account_id)
+            .subquery()
+        )
+        t = _TICKETS.c
+        rows = session.execute(
+            sa.select(
+                latest.c.account_id,
+                t.id,
+                t.number,
+                t.subject,
+                t.customer_id,
+                t.status,
+                t.channel,
+                t.created_at,
+                t.preview,
+            ).join(_TICKETS, t.id == latest.c.ticket_id)
+        )
+        for row in rows:
+            found[row.account_id] = NoticeTicket(
+                id=row.id,
+                number=row.number,
+                subject=row.subject,
+                customer_id=row.customer_id,
+                status=row.status,
+                channel=row.channel,
+                created_at=row.created_at,
+                preview=row.preview,
+            )
+    return found
+
+
+def reserve_notice_tickets(
+    session: Session, opened: Sequence[tuple[int, str]], *, now: dt.datetime
+) -> list[NoticeTicket]:
+    """New notice tickets for (customer id, subject) pairs, with consecutive numbers reserved
+    in one statement; `record_many` inserts them. As `notice_ticket`: solved from the start."""
+    if not opened:
+        return []
+    first = reserve(session, "ticket_number", len(opened), start=conversation.FIRST_TICKET_NUMBER)
+    return [
+        NoticeTicket(
+            number=first + i,
+            subject=_clean_subject(subject),
+            customer_id=customer_id,
+            status=Status.SOLVED,
+            channel=Channel.NOTICE,
+            created_at=now,
+        )
+        for i, (customer_id, subject) in enumerate(opened)
+    ]
+
+
+def _clean_subject(subject: str) -> str:
+    """`conversation.clean_subject`, without its per-character pass for printable ASCII."""
+    if subject.isascii() and subject.isprintable():  # no control characters to replace
+        return " ".join(subject.split())[: conversation.MAX_SUBJECT] or "(no subject)"
+    return conversation.clean_subject(subject)
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeEntry:
+    """What `record_on_ticket` writes for one notice: its entry on `ticket`."""
+
+    ticket: NoticeTicket
+    subject: str
+    body_text: str
+    message_id: str
+
+
+# Ids come back keyed by a unique column, not in parameter order: asking for that order makes
+# SQLAlchemy insert one row per statement on SQLite (its RETURNING order is not guaranteed).
+_INSERT_TICKETS = _TICKETS.insert().returning(_TICKETS.c.id, _TICKETS.c.number)
+_INSERT_ENTRIES = _ENTRIES.insert().returning(
+    _ENTRIES.c.id, _ENTRIES.c.ticket_id, _ENTRIES.c.message_id
+)
+_TOUCH_TICKETS = (
+    _TICKETS.update()
+    .where(_TICKETS.c.id == sa.bindparam("ticket_id"))
+    .values(preview=sa.bindparam("new_preview"), updated_at=sa.bindparam("now"))
+)
+
+
+def record_many(
+    session: Session, entries: Sequence[NoticeEntry], *, now: dt.datetime
+) -> tuple[dict[int, int], list[int]]:
+    """`record_on_ticket` for many notices: inserts the tickets not inserted yet and the
+    entries, sets each ticket's preview (its last entry's) and `updated_at`.
+
+    Returns (ticket id by ticket number, entry ids in the order of `entries`).
+    """
+    previews: dict[int, str] = {}
+    tickets: dict[int, NoticeTicket] = {}
+    for entry in entries:
+        number = entry.ticket.number
+        tickets.setdefault(number, entry.ticket)
+        previews[number] = (
+            conversation.preview_of(entry.body_text) or previews.get(number) or entry.ticket.preview
+        )
+    connection = session.connection()
+    ticket_ids = {number: t.id for number, t in tickets.items() if t.id is not None}
+    new = [t for t in tickets.values() if t.id is None]
+    if new:
+        rows = connection.execute(
+            _INSERT_TICKETS,
+            [
+                {
+                    "number": t.number,
+                    "subject": t.subject,
+                    "status": t.status,
+                    "priority": Priority.NORMAL,
+                    "channel": t.channel,
+                    "customer_id": t.customer_id,
+                    "preview": previews[t.number],
+                    "created_at": now,
+                    "updated_at": now,
+                    "solved_at": now if t.status == Status.SOLVED else None,
+                }
+                for t in new
+            ],
+        )
+        ticket_ids.update((number, ticket_id) for ticket_id, number in rows.tuples())
+    touched = [
+        {"ticket_id": t.id, "new_preview": previews[number], "now": now}
+        for number, t in tickets.items()
+        if t.id is not None
+    ]
+    if touched:
+        connection.execute(_TOUCH_TICKETS, touched)
+    if not entries:
+        return ticket_ids, []
+    rows = connection.execute(
+        _INSERT_ENTRIES,
+        [
+            {
+                "ticket_id": ticket_ids[entry.ticket.number],
+                "kind": EntryKind.NOTICE,
+                "subject": _clean_subject(entry.subject),
+                "body_text": entry.body_text,
+                "message_id": entry.message_id,
+                "created_at": now,
+            }
+            for entry in entries
+        ],
+    )
+    # (ticket, Message-ID) is unique: the entries' UNIQUE constraint.
+    entry_ids = {(ticket_id, message_id): entry_id for entry_id, ticket_id, message_id in rows}
+    return ticket_ids, [
+        entry_ids[(ticket_ids[entry.ticket.number], entry.message_id)] for entry in entries
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeLink:
+    """A claimed notice's final state: its ticket, its outbox row, its status and reason."""
+
+    notice_id: int
+    ticket_id: int | None
+    outbox_id: int | None
+    status: NoticeStatus
+    reason: str = ""
+
+
+_LINK_NOTICES = (
+    _NOTICES.update()
+    .where(_NOTICES.c.id == sa.bindparam("notice_id"))
+    .values(
+        ticket_id=sa.bindparam("new_ticket_id"),
+        outbox_id=sa.bindparam("new_outbox_id"),
+        status=sa.bindparam("new_status"),
+        reason=sa.bindparam("new_reason"),
+    )
+)
+
+
+def link_many(session: Session, links: Sequence[NoticeLink]) -> None:
+    """Write each claimed notice's ticket, outbox row, status and reason (one UPDATE)."""
+    if links:
+        session.connection().execute(
+            _LINK_NOTICES,
+            [
+                {
+                    "notice_id": link.notice_id,
+                    "new_ticket_id": link.ticket_id,
+                    "new_outbox_id": link.outbox_id,
+                    "new_status": link.status,
+                    "new_reason": link.reason[:500],
+                }
+                for link in links
+            ],
+        )

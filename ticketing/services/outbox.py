@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -235,3 +236,122 @@ def for_entries(session: Session, entry_ids: list[int]) -> dict[int, OutboxMessa
         return {}
     rows = session.scalars(sa.select(OutboxMessage).where(OutboxMessage.entry_id.in_(entry_ids)))
     return {row.entry_id: row for row in rows if row.entry_id is not None}
+
+
+# -- many rows at once (the notice scan) -------------------------------------------------------
+
+
+@dataclass
+class AutomaticMailLedger:
+    """`automatic_mail_block` for many recipients, read in two queries up front.
+
+    `block(recipient)` answers as `automatic_mail_block` would (no per-ticket cap) if every
+    row recorded so far had been flushed: call `counted(recipient)` for each row recorded with
+    a status other than SUPPRESSED, which the cap counts.
+    """
+
+    caps: AutomaticMailCaps
+    suppressed: dict[str, str]  # recipient -> why, in `automatic_mail_block`'s words
+    recent: dict[str, int]  # automatic rows per recipient in the cap window
+
+    def block(self, recipient: str) -> str | None:
+        recipient = normalize_email(recipient)
+        if (why := self.suppressed.get(recipient)) is not None:
+            return why
+        count = self.recent.get(recipient, 0)
+        if count >= self.caps.per_recipient:
+            return f"cap reached: {count} automatic emails to {recipient} in the last window"
+        return None
+
+    def counted(self, recipient: str, n: int = 1) -> None:
+        recipient = normalize_email(recipient)
+        self.recent[recipient] = self.recent.get(recipient, 0) + n
+
+
+def automatic_mail_ledger(
+    session: Session, recipients: Iterable[str], *, now: dt.datetime, caps: AutomaticMailCaps
+) -> AutomaticMailLedger:
+    """Live suppressions and recent automatic mail of `recipients` (see `AutomaticMailLedger`)."""
+    addresses = sorted({normalize_email(r) for r in recipients})
+    suppressed: dict[str, str] = {}
+    recent: dict[str, int] = {}
+    for start in range(0, len(addresses), 1000):
+        chunk = addresses[start : start + 1000]
+        for hit in session.scalars(
+            sa.select(Suppression).where(Suppression.email.in_(chunk), Suppression.expires_at > now)
+        ):
+            suppressed[hit.email] = (
+                f"{hit.email} is suppressed until {hit.expires_at:%Y-%m-%d}: {hit.reason}"
+            )
+        recent.update(
+            session.execute(
+                sa.select(OutboxMessage.recipient, sa.func.count(OutboxMessage.id))
+                .where(
+                    OutboxMessage.recipient.in_(chunk),
+                    OutboxMessage.is_automatic,
+                    OutboxMessage.created_at >= now - caps.window,
+                    OutboxMessage.status != OutboxStatus.SUPPRESSED,
+                )
+                .group_by(OutboxMessage.recipient)
+            )
+            .tuples()
+            .all()
+        )
+    return AutomaticMailLedger(caps=caps, suppressed=suppressed, recent=recent)
+
+
+@dataclass(frozen=True, slots=True)
+class NewOutboxRow:
+    """One row for `record_many`: `record`'s arguments, with ids instead of objects."""
+
+    kind: OutboxKind
+    message_id: str
+    envelope_from: str
+    recipients: list[str]
+    subject: str
+    raw_sha256: str
+    size: int
+    ticket_id: int | None = None
+    entry_id: int | None = None
+    mailbox_id: int | None = None
+    is_automatic: bool = False
+    status: OutboxStatus = OutboxStatus.QUEUED
+    note: str | None = None
+
+
+_OUTBOX = OutboxMessage.__table__
+# Built once. Ids come back keyed by the unique Message-ID, not in parameter order: asking for
+# that order makes SQLAlchemy insert one row per statement on SQLite.
+_INSERT_MANY = _OUTBOX.insert().returning(_OUTBOX.c.id, _OUTBOX.c.message_id)
+
+
+def record_many(session: Session, rows: Sequence[NewOutboxRow], *, now: dt.datetime) -> list[int]:
+    """`record` for many rows in one statement (on the session's connection, in its
+    transaction); their ids, in order. Nothing is added to the session's identity map."""
+    if not rows:
+        return []
+    params = [
+        {
+            "kind": row.kind,
+            "status": row.status,
+            "is_automatic": row.is_automatic,
+            "ticket_id": row.ticket_id,
+            "entry_id": row.entry_id,
+            "mailbox_id": row.mailbox_id,
+            "message_id": row.message_id,
+            "envelope_from": row.envelope_from,
+            "recipient": normalize_email(row.recipients[0]) if row.recipients else "",
+            "recipients": [normalize_email(r) for r in row.recipients],
+            "subject": row.subject[:998],
+            "raw_sha256": row.raw_sha256,
+            "size": row.size,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "last_error": row.note,
+            "created_at": now,
+        }
+        for row in rows
+    ]
+    result = session.connection().execute(_INSERT_MANY, params)
+    ids = {message_id: row_id for row_id, message_id in result}
+    return [ids[row.message_id] for row in rows]
