@@ -132,9 +132,9 @@ def compose(mail: OutgoingMail) -> bytes:
     msg["Message-ID"] = f"<{_message_id(mail.message_id)}>"
     if mail.in_reply_to:
         msg["In-Reply-To"] = f"<{_message_id(mail.in_reply_to)}>"
-    references = _references(mail.references, mail.in_reply_to)
-    if references:
-        msg["References"] = " ".join(f"<{ref}>" for ref in references)
+    thread = references([*mail.references, *([mail.in_reply_to] if mail.in_reply_to else [])])
+    if thread:
+        msg["References"] = " ".join(f"<{ref}>" for ref in thread)
     if mail.auto_submitted is not None:
         if mail.auto_submitted not in AUTO_SUBMITTED_VALUES:
             raise ValueError(f"Auto-Submitted must be one of {sorted(AUTO_SUBMITTED_VALUES)}")
@@ -248,15 +248,17 @@ def _message_id(value: str) -> str:
     return bare
 
 
-def _references(references: Iterable[str], in_reply_to: str | None) -> list[str]:
-    ids: list[str] = []
-    for ref in [*references, *([in_reply_to] if in_reply_to else [])]:
+def references(ids: Iterable[str]) -> list[str]:
+    """The References header's ids (bare, checked, each once), bounded: the thread's root and
+    the most recent ones. Raises `ValueError` for an id that is not a Message-ID."""
+    bare_ids: list[str] = []
+    for ref in ids:
         bare = _message_id(ref)
-        if bare not in ids:
-            ids.append(bare)
-    if len(ids) > MAX_REFERENCES:
-        ids = [ids[0], *ids[-(MAX_REFERENCES - 1) :]]
-    return ids
+        if bare not in bare_ids:
+            bare_ids.append(bare)
+    if len(bare_ids) > MAX_REFERENCES:
+        bare_ids = [bare_ids[0], *bare_ids[-(MAX_REFERENCES - 1) :]]
+    return bare_ids
 
 
 def _utc(date: dt.datetime | None) -> dt.datetime:

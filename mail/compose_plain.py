@@ -1,18 +1,21 @@
 """The plain case of `mail.compose.compose`, written without the email package.
 
-Place in the flow: `mail.notices` composes every notice of a scan (tens of thousands on the
-first scan of a large billing export) before its outbox row is written. The email package's
-header registry, parser and generator take about 2 ms per message — most of a notice's cost —
-while a notice is the simplest message there is: ASCII addresses and subject, one-line
-headers, a text and an HTML body, no attachments, no thread.
+Place in the flow: every outgoing message goes through `mail.outbound.store_composed` or
+`compose_many` — `mail.notices` composes every notice of a scan (tens of thousands on the
+first scan of a large billing export), email ingest an acknowledgement of each new ticket.
+The email package's header registry, parser and generator take about 2 ms per message, while
+most of these are the simplest messages there are: ASCII addresses and subject, one-line
+headers, a text and an HTML body, no attachments (an acknowledgement adds In-Reply-To and
+References).
 
 `compose_plain(mail)` returns the bytes for such a message and None for anything else (a
-non-ASCII name or subject, a header that would need folding, a Cc, attachments, threading
-headers, a value `compose` would refuse): the caller then uses `compose()`, which handles
-everything and raises its usual `ValueError`s. Headers, their order and the MIME structure
-are the ones `compose()` writes; bodies use the same 7bit-or-quoted-printable rule, encoded
-by `binascii.b2a_qp` (C) instead of `email.quoprimime` (Python), so soft line breaks may sit
-elsewhere. Tests parse both outputs and compare every header and decoded body.
+non-ASCII name or subject, a header that would need folding, a Cc, attachments, a
+Message-ID that is not a plain dot-atom, a value `compose` would refuse): the caller then uses
+`compose()`, which handles everything and raises its usual `ValueError`s. Headers, their order
+and the MIME structure are the ones `compose()` writes; bodies use the same
+7bit-or-quoted-printable rule, encoded by `binascii.b2a_qp` (C) instead of
+`email.quoprimime` (Python), so soft line breaks may sit elsewhere. Tests parse both outputs
+and compare every header and decoded body.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import secrets
 import sys
 from email.utils import format_datetime
 
-from mail.compose import AUTO_SUBMITTED_VALUES, OutgoingMail, one_line
+from mail.compose import AUTO_SUBMITTED_VALUES, OutgoingMail, one_line, references
 from mail.tokens import LOOP_HEADER
 
 __all__ = ["compose_plain"]
@@ -48,7 +51,7 @@ _ODD_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x85\u2028\u2029]")
 
 def compose_plain(mail: OutgoingMail) -> bytes | None:
     """The message as `compose(mail)` would write it, or None when it is not a plain one."""
-    if not mail.to or mail.cc or mail.attachments or mail.in_reply_to or mail.references:
+    if not mail.to or mail.cc or mail.attachments:
         return None
     headers = _headers(mail)
     if headers is None:
@@ -112,6 +115,17 @@ def _headers(mail: OutgoingMail) -> bytes | None:
     if not _PLAIN_MSG_ID.fullmatch(mail.message_id):
         return None
     folded.append(f"Message-ID: <{mail.message_id}>")
+    if mail.in_reply_to or mail.references:
+        ids = [*mail.references, *([mail.in_reply_to] if mail.in_reply_to else [])]
+        if not all(_PLAIN_MSG_ID.fullmatch(mid) for mid in ids):
+            return None  # brackets, spaces, odd characters: `compose` cleans or refuses them
+        try:
+            thread = references(ids)
+        except ValueError:
+            return None  # `compose` says what is wrong
+        if mail.in_reply_to:
+            folded.append(f"In-Reply-To: <{mail.in_reply_to}>")
+        folded.append("References: " + " ".join(f"<{mid}>" for mid in thread))
     if mail.auto_submitted is not None:
         if mail.auto_submitted not in AUTO_SUBMITTED_VALUES:
             return None

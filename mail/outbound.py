@@ -84,10 +84,12 @@ def _thread_ids(session: Session, ticket: Ticket) -> tuple[str | None, tuple[str
 def store_composed(ctx: OutboundContext, mail: OutgoingMail) -> tuple[str, int, str | None]:
     """Compose and keep the bytes; (sha256, size, None), or an error in words when the
     message cannot be built (an invalid stored address): then nothing is sent."""
-    try:
-        data = compose(mail)
-    except ValueError as exc:
-        return ctx.blobs.put(b""), 0, f"not sent: {exc}"
+    data = compose_plain(mail)  # the common case, without the email package's cost
+    if data is None:
+        try:
+            data = compose(mail)
+        except ValueError as exc:
+            return ctx.blobs.put(b""), 0, f"not sent: {exc}"
     return ctx.blobs.put(data), len(data), None
 
 

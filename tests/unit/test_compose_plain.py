@@ -73,6 +73,10 @@ def assert_same_message(fast: bytes, slow: bytes) -> None:
         {"date": dt.datetime(2026, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=2)))},
         {"from_name": "A (comment) <b@c>"},
         {"subject": "Hello   there\tagain"},
+        # An acknowledgement or a reply: threading headers that fit on one line.
+        {"in_reply_to": "CAF1x.2@mail.gmail.com", "list_unsubscribe": None},
+        {"in_reply_to": "b@x.example", "references": ("a@x.example", "b@x.example")},
+        {"references": ("a@x.example",)},
     ],
 )
 def test_plain_messages_are_what_compose_writes(change):
@@ -98,7 +102,9 @@ def test_plain_messages_are_what_compose_writes(change):
         {"list_unsubscribe": "javascript:alert(1)"},
         {"auto_submitted": "yes"},
         {"cc": (Address("cc@example.com", ""),)},
-        {"in_reply_to": "x@example.com"},
+        {"in_reply_to": "<x@example.com>"},  # compose strips the brackets
+        {"in_reply_to": "not an id"},
+        {"references": tuple(f"ref{i}.abcdefghij@example.com" for i in range(3))},  # folded
         {"attachments": (OutgoingAttachment("a.txt", "text/plain", b"x"),)},
     ],
 )
