@@ -143,10 +143,11 @@ def timed_poll(
     if profile is not None:
         profiler = [sys.executable, "-m", "cProfile", "-o", str(profile)]
         command = [*profiler, "-m", "flask", "--app", "wsgi"]
-    if os.environ.get("BENCH_PYSPY"):
+    if os.environ.get("BENCH_PYSPY"):  # a sampling profile (see README: py-spy is optional)
         spy = [
             str(Path(sys.executable).with_name("py-spy")),
             "record",
+            *(["-i"] if os.environ.get("BENCH_PYSPY_IDLE") else []),
             "-r",
             "200",
             "-f",
