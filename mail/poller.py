@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from mail.imap import FetchedMessage, ImapError, ImapSettings, connect
 from mail.inbound import Delivery, InboundSettings, park, process
 from mail.prepare import Prepared, Preparer, Stored
-from ticketing.db import utcnow
+from ticketing.db import make_durable, utcnow
 from ticketing.models import Mailbox, Receipt
 from ticketing.storage import BlobStore
 
@@ -211,6 +211,8 @@ def _poll_leased(
                     )
                 )
             )
+            if pending and move_to:
+                make_durable(session)
             for chunk in _chunks(pending, 500):
                 imap.mark_processed(chunk, move_to=move_to)
                 _set_flagged(session, mailbox_id, uidvalidity, chunk, clock())
@@ -259,6 +261,10 @@ def _poll_leased(
                 finally:
                     preparations.close()  # stopped early: nothing left queued in the helper
                 if done:
+                    if move_to:
+                        # Moved mail is gone from the folder: the commits that recorded it
+                        # must survive a power loss first (SQLite's WAL is synced lazily).
+                        make_durable(session)
                     imap.mark_processed(done, move_to=move_to)
                     _set_flagged(session, mailbox_id, uidvalidity, done, clock())
                 if should_stop():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import pytest
 import sqlalchemy as sa
@@ -453,6 +454,49 @@ def test_uidvalidity_change_rescans_without_duplicates(app, db_session, mailbox,
     assert [e.message_id for e in customer_entries(db_session)] == ["v0@x", "v1@x", "v2@x", "v3@x"]
     db_session.expire_all()
     assert db_session.get(Mailbox, mailbox.id).uidvalidity == imap_mailbox.uidvalidity(SUPPORT)
+
+
+def test_processed_mail_is_moved_only_once_its_commits_are_on_disk(
+    app, db_session, mailbox, imap_mailbox, monkeypatch
+):
+    """With a move-to folder, mail leaves the inbox; on SQLite (whose WAL is synced lazily) the
+    write-ahead log is fsynced first, so a power loss cannot forget mail no longer there."""
+    import mail.poller
+    from mail.imap import ImapSession
+
+    imap_mailbox.create_folder(SUPPORT, "Processed")
+    mailbox.move_to_folder = "Processed"
+    db_session.commit()
+    events: list[str] = []
+    real_durable, real_fsync = mail.poller.make_durable, os.fsync
+
+    def durable(session):
+        events.append("durable")
+        real_durable(session)
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("-wal"):
+            events.append("wal fsync")
+        real_fsync(fd)
+
+    def moved(self, uids, *, move_to):
+        events.append(f"move {len(uids)} to {move_to}")
+        return real_mark(self, uids, move_to=move_to)
+
+    real_mark = ImapSession.mark_processed
+    monkeypatch.setattr(mail.poller, "make_durable", durable)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(ImapSession, "mark_processed", moved)
+    for i in range(2):
+        imap_mailbox.append(SUPPORT, make_email(message_id=f"move{i}@x", subject=f"move {i}"))
+
+    [result] = poll(app)
+
+    assert result.processed == 2
+    assert imap_mailbox.uids(SUPPORT) == [] and len(imap_mailbox.uids(SUPPORT, "Processed")) == 2
+    sqlite = db_session.get_bind().dialect.name == "sqlite"
+    expected = ["durable", *(["wal fsync"] if sqlite else []), "move 2 to Processed"]
+    assert events == expected
 
 
 def test_polling_again_with_nothing_new_processes_nothing(app, db_session, mailbox, imap_mailbox):
