@@ -127,7 +127,7 @@ def compose(mail: OutgoingMail) -> bytes:
         msg["Cc"] = cc
     if reply_to:
         msg["Reply-To"] = _header_address(reply_to, "")
-    msg["Subject"] = one_line(mail.subject)
+    msg["Subject"] = header_text(mail.subject)
     msg["Date"] = format_datetime(_utc(mail.date))
     msg["Message-ID"] = f"<{_message_id(mail.message_id)}>"
     if mail.in_reply_to:
@@ -216,6 +216,18 @@ def one_line(value: str) -> str:
     return " ".join(text.split())
 
 
+def header_text(value: str) -> str:
+    """`one_line(value)`, and inert for the email package: a Subject or display name.
+
+    The email package decodes RFC 2047 encoded words it finds in a value it is given, and
+    before Python 3.11.10 writes what they decode to without re-encoding line breaks
+    (CVE-2024-6923): a subject holding the literal text ``=?utf-8?q?=0D=0ABcc:...?=`` — a
+    customer's double-encoded subject, say — became a header of its own. A word joiner
+    (U+2060, invisible) after each ``=`` that opens such a word keeps the text as written.
+    """
+    return one_line(value).replace("=?", "=\u2060?")
+
+
 # -- helpers ------------------------------------------------------------------------------
 
 
@@ -238,7 +250,7 @@ def _header_address(email: str, name: str) -> HeaderAddress:
     local, _, domain = addr_spec.rpartition("@")
     # username/domain rather than addr_spec=: the library's parser refuses a non-ASCII local
     # part even under the SMTPUTF8 policy; `clean_address` has validated both halves.
-    return HeaderAddress(display_name=one_line(name or ""), username=local, domain=domain)
+    return HeaderAddress(display_name=header_text(name or ""), username=local, domain=domain)
 
 
 def _message_id(value: str) -> str:

@@ -146,8 +146,8 @@ def _mailbox(email: str, name: str) -> str | None:
     if len(email) > 254 or len(local) > 64 or not _PLAIN_ADDRESS.fullmatch(email):
         return None  # `clean_address` accepts more (and says what is wrong): leave it to it
     phrase = _one_line(name or "")
-    if phrase is None:
-        return None
+    if phrase is None or "=?" in phrase:
+        return None  # read as an RFC 2047 encoded word: `compose` makes it inert
     if not phrase:
         return email
     if not _ATEXT_PHRASE.fullmatch(phrase):

@@ -259,7 +259,8 @@ def _poll_leased(
                         should_stop=should_stop,
                     )
                 finally:
-                    preparations.close()  # stopped early: nothing left queued in the helper
+                    preparations.close()
+                    preparer.cancel_pending()  # stopped early: nothing left queued in the helper
                 if done:
                     if move_to:
                         # Moved mail is gone from the folder: the commits that recorded it

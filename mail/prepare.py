@@ -235,6 +235,7 @@ class Preparer:
         self.blobs = blobs
         self.processes = processes
         self._pool: ProcessPoolExecutor | None = None
+        self._pending: list[Future[tuple[list[Stored], float, int]]] = []
         # What the helper processes did (their CPU is not this process's): for the logs.
         self.helper_messages = 0
         self.helper_cpu_seconds = 0.0
@@ -247,6 +248,7 @@ class Preparer:
         self.close()
 
     def close(self) -> None:
+        self.cancel_pending()
         if self.helper_messages:
             log.info(
                 "helper processes prepared %d messages using %.2f s of CPU (peak RSS %d MB)",
@@ -264,12 +266,33 @@ class Preparer:
         Yields (raw sha256, preparation or the exception it raised). Lazy: the helper works
         ahead while the caller consumes the results one by one. A storage failure raises.
         """
+        self.cancel_pending()
         pool = self._pool_for(len(raws))
         if pool is None:
             return self._here(raws)
         chunks = [raws[start : start + CHUNK] for start in range(0, len(raws), CHUNK)]
-        futures = [pool.submit(_in_helper, chunk, self.blobs, self.settings) for chunk in chunks]
-        return self._results(chunks, futures)
+        try:
+            for chunk in chunks:
+                self._pending.append(pool.submit(_in_helper, chunk, self.blobs, self.settings))
+        except BrokenProcessPool:  # the helper died while idle (the OOM killer, say)
+            self.cancel_pending()
+            self._give_up_on_helpers()
+            return self._here(raws)
+        return self._results(chunks, list(self._pending))
+
+    def cancel_pending(self) -> None:
+        """Drop the helper's queued work for the last `map()` (its caller stopped early:
+        closing a generator that never started runs none of its code)."""
+        for future in self._pending:
+            future.cancel()
+        self._pending = []
+
+    def _give_up_on_helpers(self) -> None:
+        log.warning("the mail preparation process died; preparing in-process")
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = None
+        self.processes = 0  # for the rest of this poll; the next poll starts a new helper
 
     def _here(self, raws: list[bytes]) -> Generator[Stored, None, None]:
         digests = self.blobs.put_many(raws)  # the whole batch: one group of fsyncs
@@ -287,9 +310,8 @@ class Preparer:
                     self.helper_cpu_seconds += cpu_seconds
                     self.helper_peak_rss_kib = max(self.helper_peak_rss_kib, peak_rss)
                 except BrokenProcessPool:
-                    log.warning("the mail preparation process died; preparing in-process")
-                    self._pool = None
-                    self.processes = 0
+                    if self._pool is not None:
+                        self._give_up_on_helpers()
                     results = _store_and_prepare(chunk, self.blobs, self.settings)
                 yield from results
         finally:

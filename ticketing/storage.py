@@ -19,6 +19,7 @@ for a large batch with two syncfs(2) calls instead of an fsync per file and dire
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import functools
 import hashlib
@@ -116,8 +117,13 @@ def _fsync_all(fds: Iterable[int]) -> None:
         for fd in fds:
             os.fsync(fd)
         return
-    # list() re-raises the first OSError: the caller then commits nothing.
-    list(_sync_pool().map(os.fsync, fds))
+    pool = _sync_pool()
+    syncs = [pool.submit(os.fsync, fd) for fd in fds]
+    # Every fsync is over before any error is raised: the caller closes these descriptors
+    # then, and a number closed under a still-running fsync could already name another file.
+    concurrent.futures.wait(syncs)
+    for sync in syncs:
+        sync.result()  # the first OSError: the caller then commits nothing
 
 
 _pool: tuple[int, ThreadPoolExecutor] | None = None

@@ -325,6 +325,11 @@ def test_newline_in_subject_cannot_add_a_bcc_header() -> None:
         "Hélp mé\nBcc: attacker@evil.example",  # non-ASCII: goes through RFC 2047 folding
         "Help me\n\nBcc: attacker@evil.example",
         "Help me\x00\nBcc: attacker@evil.example",
+        # Literal RFC 2047 encoded words (a double-encoded subject or name, kept as text by
+        # the parser): the email package would decode them into a real line break.
+        "Help me =?utf-8?q?=0D=0ABcc:_attacker@evil.example?=",
+        "Help me =?utf-8?b?DQpCY2M6IGF0dGFja2VyQGV2aWwuZXhhbXBsZQ==?=",
+        "Hélp mé =?utf-8?q?=0D=0ABcc:_attacker@evil.example?=",
     ],
 )
 def test_line_breaks_in_any_header_value_stay_inside_that_header(evil: str) -> None:
@@ -346,7 +351,8 @@ def test_line_breaks_in_any_header_value_stay_inside_that_header(evil: str) -> N
     assert [a.addr_spec for a in message["To"].addresses] == ["ann@example.com"]
     assert [a.addr_spec for a in message["Cc"].addresses] == ["bob@example.com"]
     assert "\n" not in message["Subject"] and "\r" not in message["Subject"]
-    assert "attacker@evil.example" in message["Subject"]  # kept as text, on one line
+    # Kept as text, on one line (an encoded word stays as written: it is not decoded).
+    assert "attacker@evil.example" in message["Subject"] or "DQpC" in message["Subject"]
     assert message["To"].addresses[0].display_name.startswith("H")
     for part in message.iter_attachments():
         assert "\n" not in (part.get_filename() or "")

@@ -96,6 +96,7 @@ def test_plain_messages_are_what_compose_writes(change):
         {"to": (Address("zoë@example.com", "Zoe"),)},  # SMTPUTF8
         {"to": (Address("not an address", ""),)},  # compose says what is wrong
         {"to": (Address("ann@example.com", "A" * 80),)},
+        {"from_name": "=?utf-8?q?=0D=0ABcc:_x@evil.example?="},  # compose makes it inert
         {"text": "form\x0cfeed"},
         {"date": dt.datetime(2026, 1, 1)},  # naive: compose refuses it
         {"message_id": "not-an-id"},

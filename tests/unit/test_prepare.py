@@ -127,6 +127,33 @@ def test_a_dead_helper_process_loses_nothing(tmp_path):
     assert preparer.processes == 0  # the rest of this poll stays in-process
 
 
+def test_a_helper_that_died_while_idle_is_replaced_by_in_process_work(tmp_path):
+    """Killed between two batches: the next batch is prepared here instead of failing."""
+    blobs = BlobStore(tmp_path)
+    with Preparer(SETTINGS, blobs, processes=1) as preparer:
+        assert len(list(preparer.map(_batch(MIN_PARALLEL_BATCH)))) == MIN_PARALLEL_BATCH
+        for process in list(preparer._pool._processes.values()):  # type: ignore[union-attr]
+            os.kill(process.pid, signal.SIGKILL)
+        time.sleep(0.5)  # the pool notices, so the next submit itself is refused
+        raws = _batch(MIN_PARALLEL_BATCH + 1)
+        results = list(preparer.map(raws))
+    assert [p.msg.message_id for _, p in results] == [  # type: ignore[union-attr]
+        f"m{i}@example.org" for i in range(len(raws))
+    ]
+    assert preparer.processes == 0
+
+
+def test_work_a_caller_did_not_consume_is_cancelled(tmp_path):
+    """A poll told to stop closes the batch's results before reading any: the helper must not
+    go on preparing (and storing) the rest of the batch."""
+    with Preparer(SETTINGS, BlobStore(tmp_path), processes=1) as preparer:
+        results = preparer.map(_batch(MIN_PARALLEL_BATCH * 16))
+        futures = list(preparer._pending)
+        results.close()  # never started: runs none of the generator's code
+        preparer.cancel_pending()
+        assert sum(f.cancelled() for f in futures) >= len(futures) - 4
+
+
 @pytest.mark.parametrize("processes", [0, 1])
 def test_a_storage_failure_raises_instead_of_recording(tmp_path, processes):
     """If the raw bytes cannot be kept, nothing of the batch may be recorded."""
