@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from mail.imap import FetchedMessage, ImapError, ImapSettings, connect
 from mail.inbound import Delivery, InboundSettings, park, process
-from mail.prepare import Prepared, Preparer, Stored
+from mail.prepare import LogSetup, Prepared, Preparer, Stored
 from ticketing.db import make_durable, utcnow
 from ticketing.models import Mailbox, Receipt
 from ticketing.storage import BlobStore
@@ -504,13 +504,19 @@ def poll_all(
     lease: dt.timedelta = DEFAULT_LEASE,
     should_stop: StopCheck | None = None,
     prepare_processes: int = 0,
+    helper_log_setup: LogSetup | None = None,
 ) -> list[PollResult]:
     """Poll every active mailbox; one mailbox's failure never stops the others.
 
     `prepare_processes` helper processes parse and classify big batches ahead of the database
-    work (0: everything in this process).
+    work (0: everything in this process), set up to log by `helper_log_setup`.
     """
-    with Preparer(settings.prepare_settings, blobs, processes=prepare_processes) as preparer:
+    with Preparer(
+        settings.prepare_settings,
+        blobs,
+        processes=prepare_processes,
+        log_setup=helper_log_setup,
+    ) as preparer:
         return _poll_each(
             session,
             passwords=passwords,

@@ -24,7 +24,7 @@ import resource
 import select
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
@@ -189,8 +189,20 @@ def _in_helper(
     return results, time.process_time() - started, peak_rss
 
 
+LogSetup = tuple[Callable[..., None], tuple[object, ...]]  # a function and its arguments
+
+
+def _start_helper(poller_pid: int, log_setup: LogSetup | None) -> None:
+    """A helper's initializer: log as the poller does (the same format and redaction), and
+    exit when the poller that started it does."""
+    if log_setup is not None:
+        configure, args = log_setup
+        configure(*args)
+    _exit_with(poller_pid)
+
+
 def _exit_with(poller_pid: int) -> None:
-    """A helper's initializer: the helper exits when the poller that started it does.
+    """The helper exits when the poller that started it does.
 
     A poller that is killed (SIGKILL, the OOM killer) cannot stop its helpers, and a helper
     would otherwise wait for work forever: it holds both ends of its own task queue, so it
@@ -230,9 +242,19 @@ class Preparer:
     the caller's threads, locks or database connections), and stopped by `close()`.
     """
 
-    def __init__(self, settings: PrepareSettings, blobs: BlobStore, *, processes: int = 1) -> None:
+    def __init__(
+        self,
+        settings: PrepareSettings,
+        blobs: BlobStore,
+        *,
+        processes: int = 1,
+        log_setup: LogSetup | None = None,
+    ) -> None:
         self.settings = settings
         self.blobs = blobs
+        # How a helper sets up logging: a module-level function (it is pickled by name) and
+        # its arguments, e.g. the web layer's `configure_logging` and the log format.
+        self.log_setup = log_setup
         self.processes = processes
         self._pool: ProcessPoolExecutor | None = None
         self._pending: list[Future[tuple[list[Stored], float, int]]] = []
@@ -327,7 +349,7 @@ class Preparer:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.processes,
                 mp_context=context,
-                initializer=_exit_with,
-                initargs=(os.getpid(),),
+                initializer=_start_helper,
+                initargs=(os.getpid(), self.log_setup),
             )
         return self._pool

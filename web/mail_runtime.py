@@ -21,6 +21,7 @@ from ticketing.services import outbox as outbox_rules
 from ticketing.services.mailboxes import imap_password
 from ticketing.storage import BlobStore
 from web.extensions import db
+from web.logs import configure_logging
 
 # Set by `flask worker` on SIGTERM/SIGINT: the poll and send loops finish the message or row
 # in hand, then return (checked between messages, never in the middle of one).
@@ -78,6 +79,7 @@ def poll_mailboxes(app: Flask, *, only_due: bool = True) -> list[PollResult]:
         lease=dt.timedelta(seconds=int(app.config["HANDOFF_POLL_LEASE"])),
         should_stop=stop_requested.is_set,
         prepare_processes=int(app.config["HANDOFF_INGEST_PROCESSES"]),
+        helper_log_setup=(configure_logging, (app.config["HANDOFF_LOG_FORMAT"],)),
     )
 
 

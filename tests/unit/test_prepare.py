@@ -207,3 +207,19 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"  # a zombie has exited; its parent has yet to reap it
+
+
+def test_a_helper_logs_as_its_poller_does(tmp_path):
+    """The helper process sets up logging with the function it is given (the web layer's
+    `configure_logging`: format and secret redaction)."""
+    marker = tmp_path / "helper-logging"
+    setup = (_log_in_helper, (str(marker),))
+    with Preparer(SETTINGS, BlobStore(tmp_path), processes=1, log_setup=setup) as preparer:
+        list(preparer.map(_batch(MIN_PARALLEL_BATCH)))
+        helpers = list(preparer._pool._processes)  # type: ignore[union-attr]
+    assert marker.read_text().split() == [str(pid) for pid in helpers]
+
+
+def _log_in_helper(path: str) -> None:
+    with open(path, "a") as out:
+        out.write(f"{os.getpid()}\n")
