@@ -27,7 +27,8 @@ def find_or_create(session: Session, *, email: str, name: str = "") -> Customer:
         values = {"email": email, "name": name.strip()[:200], "created_at": utcnow()}
         session.execute(insert(Customer).values(values).on_conflict_do_nothing())
         customer = session.scalar(_BY_EMAIL, {"email": email})
-        assert customer is not None
+        if customer is None:  # not even theirs: the row was deleted meanwhile
+            raise RuntimeError(f"customer {email!r} vanished while being created")
     elif name and not customer.name:
         customer.name = name.strip()[:200]
     return customer
