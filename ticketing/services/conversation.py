@@ -71,15 +71,12 @@ def open_ticket(
     mailbox_id: int | None = None,
     follows_up: Ticket | None = None,
     preview: str = "",
-    flush: bool = True,
 ) -> Ticket:
     """Create an empty ticket with the next human number. Add its first message next.
 
     `preview` is the first message's inbox preview when the caller already knows it
     (`preview_of(body_text)`): written with the INSERT, adding that message then changes
-    nothing on the ticket, which saves an UPDATE per new ticket (email ingest's hot path).
-    `flush=False` leaves the INSERT to the next flush, for a caller that adds the first
-    message right away (`add_customer_message` flushes both): the ticket has no id until then.
+    nothing on the ticket, which saves an UPDATE per new ticket.
     """
     ticket = Ticket(
         customer=customer,
@@ -95,8 +92,7 @@ def open_ticket(
         ),
     )
     session.add(ticket)
-    if flush:
-        session.flush()
+    session.flush()
     return ticket
 
 
@@ -117,14 +113,12 @@ def add_customer_message(
     quoted_text: str = "",
     flags: Iterable[str] = (),
     raw_sha256: str | None = None,
-    flush: bool = True,
 ) -> Entry:
     """Record a message from the customer (or a CC'd participant) on the ticket.
 
     A pending or solved ticket is reopened unless `reopen` is False (auto-replies must not
     reopen anything). Closed tickets are never reopened here: callers open a new ticket.
-    `flush=False` leaves the INSERT to the caller's next flush (email ingest writes the
-    ticket, the entry and the message's receipt in one): the entry has no id until then.
+    Email ingest writes the same rows with `insert_customer_message`.
     """
     if not kind.is_from_customer:
         raise Invalid("not a customer message kind")
@@ -146,7 +140,6 @@ def add_customer_message(
         quoted_text=quoted_text,
         flags=flags,
         raw_sha256=raw_sha256,
-        flush=flush,
     )
 
 
@@ -305,7 +298,6 @@ def _add_entry(
     quoted_text: str = "",
     flags: Iterable[str] = (),
     raw_sha256: str | None = None,
-    flush: bool = True,
 ) -> Entry:
     session = object_session(ticket)
     assert session is not None, "ticket must be in a session"
@@ -332,8 +324,7 @@ def _add_entry(
     session.add(entry)
     if kind != EntryKind.SYSTEM_EVENT:
         ticket.updated_at = now
-    if flush:
-        session.flush()
+    session.flush()
     return entry
 
 
