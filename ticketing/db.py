@@ -46,6 +46,17 @@ def make_durable(session: Session) -> None:
         os.close(fd)
 
 
+def insert_or_skip(dialect: str, table: Any, *, key: list[Any] | None = None) -> Any:
+    """`INSERT … ON CONFLICT (key) DO NOTHING` for `table` (a Table or a mapped class) on this
+    dialect (SQLite or PostgreSQL): a row whose unique key already exists is skipped instead
+    of raising, without a savepoint. `key`: the unique columns (None: any conflict)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).on_conflict_do_nothing(index_elements=key)
+
+
 def utcnow() -> dt.datetime:
     """The current time, timezone-aware UTC; services take `now` as a parameter instead."""
     return dt.datetime.now(dt.UTC)

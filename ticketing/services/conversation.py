@@ -70,14 +70,8 @@ def open_ticket(
     priority: Priority = Priority.NORMAL,
     mailbox_id: int | None = None,
     follows_up: Ticket | None = None,
-    preview: str = "",
 ) -> Ticket:
-    """Create an empty ticket with the next human number. Add its first message next.
-
-    `preview` is the first message's inbox preview when the caller already knows it
-    (`preview_of(body_text)`): written with the INSERT, adding that message then changes
-    nothing on the ticket, which saves an UPDATE per new ticket.
-    """
+    """Create an empty ticket with the next human number. Add its first message next."""
     ticket = Ticket(
         customer=customer,
         **_ticket_values(
@@ -88,7 +82,7 @@ def open_ticket(
             priority=priority,
             mailbox_id=mailbox_id,
             follows_up_id=follows_up.id if follows_up else None,
-            preview=preview,
+            preview="",
         ),
     )
     session.add(ticket)

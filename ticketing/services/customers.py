@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from ticketing.db import utcnow
+from ticketing.db import insert_or_skip, utcnow
 from ticketing.models import Customer
 from ticketing.models.people import normalize_email
 
@@ -23,9 +21,9 @@ def find_or_create(session: Session, *, email: str, name: str = "") -> Customer:
         # INSERT ... ON CONFLICT DO NOTHING: a customer created concurrently by another
         # transaction is simply found by the SELECT after it (theirs is used), without the
         # savepoint an ORM insert would need to survive the unique key.
-        insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
         values = {"email": email, "name": name.strip()[:200], "created_at": utcnow()}
-        session.execute(insert(Customer).values(values).on_conflict_do_nothing())
+        dialect = session.get_bind().dialect.name
+        session.execute(insert_or_skip(dialect, Customer).values(values))
         customer = session.scalar(_BY_EMAIL, {"email": email})
         if customer is None:  # not even theirs: the row was deleted meanwhile
             raise RuntimeError(f"customer {email!r} vanished while being created")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ticketing.db import insert_or_skip
 from ticketing.models import (
     Account,
     Channel,
@@ -594,14 +595,10 @@ class Claim:
 
 
 def _claim_statement(dialect: str) -> sa.Insert:
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return (
-        insert(_NOTICES)
-        .on_conflict_do_nothing(index_elements=[_NOTICES.c.dedupe_key])
-        .returning(_NOTICES.c.id, _NOTICES.c.dedupe_key)
+    return (  # type: ignore[no-any-return]
+        insert_or_skip(dialect, _NOTICES, key=[_NOTICES.c.dedupe_key]).returning(
+            _NOTICES.c.id, _NOTICES.c.dedupe_key
+        )
     )
 
 
